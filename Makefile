@@ -1,0 +1,48 @@
+# wsnotify: the PostgreSQL extension (PGXS) and the wsnotify-bridge daemon.
+#
+#   make                 build both
+#   make install         install both (the bridge into pg_config --bindir)
+#   make installcheck    pg_regress against a running server
+#   make test            everything, on a throwaway cluster (see test/run)
+#   make demo            a throwaway cluster, the bridge and the demo page
+
+EXTENSION    = wsnotify
+EXTVERSION   = 1.0
+
+MODULE_big   = wsnotify
+OBJS         = extension/wsnotify.o \
+               extension/send.o \
+               extension/token.o
+DATA         = $(wildcard extension/wsnotify--*.sql)
+PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"
+
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=. --load-extension=plpgsql
+ISOLATION    = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
+ISOLATION_OPTS = --inputdir=.
+
+PG_CPPFLAGS  = -Wall -Wextra -Werror -Wno-unused-parameter \
+               -Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK   = -ljwt -ljansson -lcrypto
+
+PG_CONFIG   ?= pg_config
+PGXS        := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+all: bridge-all
+install: bridge-install
+clean: bridge-clean
+
+.PHONY: bridge-all bridge-install bridge-clean test demo
+bridge-all:
+	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG)
+bridge-install:
+	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG) install
+bridge-clean:
+	$(MAKE) -C bridge clean
+
+test:
+	test/run
+
+demo:
+	test/demo

@@ -1,0 +1,541 @@
+/*-------------------------------------------------------------------------
+ *
+ * send.c
+ *	  send_ws, send_ws_connection, broadcast_ws and close_ws: queue messages
+ *	  in the sending transaction's memory, then write them to the outbox
+ *	  (websocket_message) at pre-commit and wake the bridges with one NOTIFY.
+ *
+ * Nothing reaches the outbox unless the transaction commits: a rolled-back
+ * transaction or subtransaction simply drops its part of the queue.
+ *
+ * Locking: at pre-commit the queue is written while holding the lock that
+ * PreCommit_Notify uses to order NOTIFY commits (AccessExclusiveLock on
+ * "database 0"), taken here a moment before async.c takes it again.  It is
+ * held until after the commit is visible to other sessions, so message ids
+ * drawn under it from websocket_message_id_seq are in commit order: once a
+ * reader sees id N, every smaller id is already visible or never will be.
+ * That is what lets bridges and resuming clients use a plain bigint cursor.
+ * The NOTIFY we send anyway takes the same lock, so this adds no new point
+ * of serialization; docs/design.md has the measurements.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/sequence.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "tcop/utility.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "wsnotify.h"
+
+/* Longest close reason RFC 6455 allows in a close frame, in bytes. */
+#define CLOSE_REASON_MAX 123
+
+/* A message waiting for its transaction to commit. */
+typedef struct PendingMessage
+{
+	int			nest_level;		/* (sub)transaction that queued it */
+	char		kind;			/* 'u', 'c', 'b' or 'x', as in the outbox */
+	text	   *target;			/* user or connection id; NULL to all */
+	Jsonb	   *body;
+} PendingMessage;
+
+/* The queue of the current transaction, in TopTransactionContext. */
+static List *pending_messages = NIL;
+
+/* Schema of the extension, learnt from the function that queued. */
+static Oid	pending_namespace = InvalidOid;
+
+/* Plans prepared once per backend for the schema in plans_namespace. */
+static Oid	plans_namespace = InvalidOid;
+static SPIPlanPtr plan_insert = NULL;
+static SPIPlanPtr plan_count_user = NULL;
+static SPIPlanPtr plan_count_all = NULL;
+static SPIPlanPtr plan_connection_exists = NULL;
+
+PG_FUNCTION_INFO_V1(send_ws);
+PG_FUNCTION_INFO_V1(send_ws_connection);
+PG_FUNCTION_INFO_V1(broadcast_ws);
+PG_FUNCTION_INFO_V1(close_ws);
+
+static void SendXactCallback(XactEvent event, void *arg);
+static void SendSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+								SubTransactionId parentSubid, void *arg);
+static void SendFlush(void);
+static void SendQueue(FunctionCallInfo fcinfo, char kind, text *target,
+					  Jsonb *body);
+static text *SendRequiredText(FunctionCallInfo fcinfo, int argno,
+							  const char *name);
+static Jsonb *SendRequiredMessage(FunctionCallInfo fcinfo, int argno);
+static void SendCheckWritable(const char *function_name);
+static void SendPreparePlans(Oid namespace);
+static int64 SendCountQuery(Oid namespace, SPIPlanPtr *plan, text *arg);
+static char *SendQualifiedName(Oid namespace, const char *relname);
+static Oid	SendRelationOwner(Oid relid);
+
+/*
+ * Install the transaction callbacks; called once from _PG_init.
+ */
+void
+SendRegisterCallbacks(void)
+{
+	RegisterXactCallback(SendXactCallback, NULL);
+	RegisterSubXactCallback(SendSubXactCallback, NULL);
+}
+
+/*
+ * send_ws(user_id text, message jsonb) returns integer
+ *
+ * Queue a message for every live connection of a user, and for the user's
+ * future resumes; return how many connections are live now.
+ */
+Datum
+send_ws(PG_FUNCTION_ARGS)
+{
+	text	   *user_id = SendRequiredText(fcinfo, 0, "user_id");
+	Jsonb	   *message = SendRequiredMessage(fcinfo, 1);
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+
+	SendCheckWritable("send_ws()");
+	SendQueue(fcinfo, 'u', user_id, message);
+	PG_RETURN_INT32((int32) SendCountQuery(namespace, &plan_count_user,
+										   user_id));
+}
+
+/*
+ * send_ws_connection(connection_id text, message jsonb) returns boolean
+ *
+ * Queue a message for one connection; false, and nothing queued, when that
+ * connection is not live.
+ */
+Datum
+send_ws_connection(PG_FUNCTION_ARGS)
+{
+	text	   *connection_id = SendRequiredText(fcinfo, 0, "connection_id");
+	Jsonb	   *message = SendRequiredMessage(fcinfo, 1);
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+
+	SendCheckWritable("send_ws_connection()");
+	if (SendCountQuery(namespace, &plan_connection_exists, connection_id) == 0)
+		PG_RETURN_BOOL(false);
+	SendQueue(fcinfo, 'c', connection_id, message);
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * broadcast_ws(message jsonb) returns integer
+ *
+ * Queue a message for every live connection; return how many there are.
+ */
+Datum
+broadcast_ws(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *message = SendRequiredMessage(fcinfo, 0);
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+
+	SendCheckWritable("broadcast_ws()");
+	SendQueue(fcinfo, 'b', NULL, message);
+	PG_RETURN_INT32((int32) SendCountQuery(namespace, &plan_count_all, NULL));
+}
+
+/*
+ * close_ws(connection_id text, code int, reason text) returns boolean
+ *
+ * Close one connection at commit, after any message queued before it;
+ * false when it is not live.
+ */
+Datum
+close_ws(PG_FUNCTION_ARGS)
+{
+	text	   *connection_id = SendRequiredText(fcinfo, 0, "connection_id");
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	int32		code;
+	text	   *reason;
+	char	   *reason_str;
+	JsonbParseState *state = NULL;
+	JsonbValue	key;
+	JsonbValue	value;
+	JsonbValue *result;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("code must not be null")));
+	code = PG_GETARG_INT32(1);
+	reason = SendRequiredText(fcinfo, 2, "reason");
+	reason_str = text_to_cstring(reason);
+
+	if (!(code == 1000 || (code >= 3000 && code <= 4999)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("close code %d is not allowed", code),
+				 errdetail("An application may close with 1000 or a code from 3000 to 4999."),
+				 errhint("Use 4000-4999 for codes private to your application.")));
+	if (strlen(reason_str) > CLOSE_REASON_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("close reason is too long"),
+				 errdetail("The reason is %zu bytes; a close frame holds at most %d.",
+						   strlen(reason_str), CLOSE_REASON_MAX)));
+
+	SendCheckWritable("close_ws()");
+	if (SendCountQuery(namespace, &plan_connection_exists, connection_id) == 0)
+		PG_RETURN_BOOL(false);
+
+	/* The close travels through the outbox as {"code": n, "reason": s}. */
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	key.type = jbvString;
+	key.val.string.val = "code";
+	key.val.string.len = 4;
+	pushJsonbValue(&state, WJB_KEY, &key);
+	value.type = jbvNumeric;
+	value.val.numeric = int64_to_numeric(code);
+	pushJsonbValue(&state, WJB_VALUE, &value);
+	key.val.string.val = "reason";
+	key.val.string.len = 6;
+	pushJsonbValue(&state, WJB_KEY, &key);
+	value.type = jbvString;
+	value.val.string.val = reason_str;
+	value.val.string.len = strlen(reason_str);
+	pushJsonbValue(&state, WJB_VALUE, &value);
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+
+	SendQueue(fcinfo, 'x', connection_id, JsonbValueToJsonb(result));
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * Fetch a text argument that must not be NULL, with an error naming it.
+ */
+static text *
+SendRequiredText(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+	return PG_GETARG_TEXT_PP(argno);
+}
+
+/*
+ * Fetch the message argument: not NULL, and within wsnotify.max_message_size.
+ */
+static Jsonb *
+SendRequiredMessage(FunctionCallInfo fcinfo, int argno)
+{
+	Jsonb	   *message;
+	Size		size;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("message must not be null"),
+				 errhint("To send a JSON null, pass 'null'::jsonb.")));
+	message = PG_GETARG_JSONB_P(argno);
+	size = VARSIZE(message) - VARHDRSZ;
+	if (size > (Size) wsnotify_max_message_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("message is too large"),
+				 errdetail("The message takes %zu bytes; wsnotify.max_message_size is %d bytes.",
+						   size, wsnotify_max_message_size)));
+	return message;
+}
+
+/*
+ * Refuse early, with the function's name, what would fail at commit.
+ */
+static void
+SendCheckWritable(const char *function_name)
+{
+	PreventCommandIfReadOnly(function_name);
+	PreventCommandDuringRecovery(function_name);
+}
+
+/*
+ * Append a message to the transaction's queue.
+ */
+static void
+SendQueue(FunctionCallInfo fcinfo, char kind, text *target, Jsonb *body)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	PendingMessage *message = palloc(sizeof(PendingMessage));
+
+	message->nest_level = GetCurrentTransactionNestLevel();
+	message->kind = kind;
+	message->target = target ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(target)) : NULL;
+	message->body = (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body));
+	pending_messages = lappend(pending_messages, message);
+	pending_namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * At pre-commit, write the queue; at prepare, refuse it; at the end of the
+ * transaction, forget it (its memory goes with TopTransactionContext).
+ */
+static void
+SendXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			SendFlush();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (pending_messages != NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has queued WebSocket messages"),
+						 errdetail("Messages are sent at commit, and a prepared transaction commits in another session.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			pending_messages = NIL;
+			pending_namespace = InvalidOid;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * A subtransaction that rolls back takes its messages with it; one that
+ * commits hands them to its parent.
+ */
+static void
+SendSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	ListCell   *cell;
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(cell, pending_messages)
+		{
+			PendingMessage *message = lfirst(cell);
+
+			if (message->nest_level >= level)
+				pending_messages = foreach_delete_current(pending_messages, cell);
+		}
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(cell, pending_messages)
+		{
+			PendingMessage *message = lfirst(cell);
+
+			if (message->nest_level >= level)
+				message->nest_level = level - 1;
+		}
+	}
+}
+
+/*
+ * Write the transaction's queue to the outbox under the NOTIFY commit lock,
+ * with ids in commit order, and queue the NOTIFY that wakes the bridges.
+ */
+static void
+SendFlush(void)
+{
+	int			count = list_length(pending_messages);
+	Oid			namespace = pending_namespace;
+	Oid			outbox;
+	Oid			sequence;
+	Oid			saved_user;
+	int			saved_context;
+	Datum	   *ids;
+	Datum	   *kinds;
+	Datum	   *targets;
+	bool	   *target_nulls;
+	Datum	   *bodies;
+	Datum		args[5];
+	int			dims[1] = {count};
+	int			lbs[1] = {1};
+	int64		last_id = 0;
+	int			i = 0;
+	ListCell   *cell;
+
+	if (count == 0)
+		return;
+
+	outbox = get_relname_relid("websocket_message", namespace);
+	sequence = get_relname_relid("websocket_message_id_seq", namespace);
+	if (!OidIsValid(outbox) || !OidIsValid(sequence))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("wsnotify outbox is missing"),
+				 errdetail("Messages were queued but websocket_message no longer exists."),
+				 errhint("Was the wsnotify extension dropped in this transaction?")));
+
+	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
+
+	ids = palloc(sizeof(Datum) * count);
+	kinds = palloc(sizeof(Datum) * count);
+	targets = palloc(sizeof(Datum) * count);
+	target_nulls = palloc(sizeof(bool) * count);
+	bodies = palloc(sizeof(Datum) * count);
+	foreach(cell, pending_messages)
+	{
+		PendingMessage *message = lfirst(cell);
+
+		last_id = nextval_internal(sequence, false);
+		ids[i] = Int64GetDatum(last_id);
+		kinds[i] = CharGetDatum(message->kind);
+		targets[i] = PointerGetDatum(message->target);
+		target_nulls[i] = (message->target == NULL);
+		bodies[i] = JsonbPGetDatum(message->body);
+		i++;
+	}
+	args[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs,
+												 INT8OID, 8, FLOAT8PASSBYVAL,
+												 TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_md_array(kinds, NULL, 1, dims, lbs,
+												 CHAROID, 1, true,
+												 TYPALIGN_CHAR));
+	args[2] = PointerGetDatum(construct_md_array(targets, target_nulls, 1,
+												 dims, lbs, TEXTOID, -1,
+												 false, TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_md_array(bodies, NULL, 1, dims, lbs,
+												 JSONBOID, -1, false,
+												 TYPALIGN_INT));
+	args[4] = TimestampTzGetDatum(GetCurrentTimestamp());
+
+	/* Only the owner writes the outbox; senders need no grant on it. */
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(SendRelationOwner(outbox),
+						   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	/* Pre-commit runs after the last portal closed: bring a snapshot. */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SendPreparePlans(namespace);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_plan(plan_insert, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write the wsnotify outbox");
+	SPI_finish();
+	PopActiveSnapshot();
+	SetUserIdAndSecContext(saved_user, saved_context);
+
+	Async_Notify(WSNOTIFY_CHANNEL, psprintf(INT64_FORMAT, last_id));
+	pending_messages = NIL;
+}
+
+/*
+ * Prepare (once per backend, again if the extension moved) the statements
+ * this module runs, with the extension's schema spelled out so that the
+ * caller's search_path plays no part.
+ */
+static void
+SendPreparePlans(Oid namespace)
+{
+	char	   *outbox;
+	char	   *clients;
+	Oid			insert_types[5] = {INT8ARRAYOID, CHARARRAYOID, TEXTARRAYOID,
+	JSONBARRAYOID, TIMESTAMPTZOID};
+	Oid			text_type[1] = {TEXTOID};
+
+	if (plans_namespace == namespace && plan_insert != NULL)
+		return;
+
+	outbox = SendQualifiedName(namespace, "websocket_message");
+	clients = SendQualifiedName(namespace, "websocket_client");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan_insert)
+	{
+		SPI_freeplan(plan_insert);
+		SPI_freeplan(plan_count_user);
+		SPI_freeplan(plan_count_all);
+		SPI_freeplan(plan_connection_exists);
+		plan_insert = NULL;
+	}
+	plan_count_user = SPI_prepare(psprintf("SELECT count(*) FROM %s WHERE user_id = $1",
+										   clients), 1, text_type);
+	plan_count_all = SPI_prepare(psprintf("SELECT count(*) FROM %s", clients),
+								 0, NULL);
+	plan_connection_exists = SPI_prepare(psprintf("SELECT count(*) FROM %s WHERE connection_id = $1",
+												  clients), 1, text_type);
+	plan_insert = SPI_prepare(psprintf("INSERT INTO %s (id, sent_at, kind, target, body) "
+									   "SELECT u.id, $5, u.kind, u.target, u.body "
+									   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+									   "pg_catalog.unnest($3), pg_catalog.unnest($4)) "
+									   "AS u(id, kind, target, body)",
+									   outbox), 5, insert_types);
+	if (!plan_count_user || !plan_count_all || !plan_connection_exists || !plan_insert)
+		elog(ERROR, "could not prepare wsnotify statements: %s",
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan_count_user);
+	SPI_keepplan(plan_count_all);
+	SPI_keepplan(plan_connection_exists);
+	SPI_keepplan(plan_insert);
+	SPI_finish();
+	plans_namespace = namespace;
+}
+
+/*
+ * Run one of the count(*) statements on websocket_client and return its
+ * result.
+ */
+static int64
+SendCountQuery(Oid namespace, SPIPlanPtr *plan, text *arg)
+{
+	Datum		args[1];
+	bool		isnull;
+	int64		result;
+
+	SendPreparePlans(namespace);
+	args[0] = PointerGetDatum(arg);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_plan(*plan, arg ? args : NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count WebSocket connections");
+	result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return result;
+}
+
+/* "schema"."relname", quoted as needed. */
+static char *
+SendQualifiedName(Oid namespace, const char *relname)
+{
+	char	   *schema = get_namespace_name(namespace);
+
+	if (schema == NULL)
+		elog(ERROR, "cache lookup failed for namespace %u", namespace);
+	return quote_qualified_identifier(schema, relname);
+}
+
+/* The role that owns a relation. */
+static Oid
+SendRelationOwner(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}

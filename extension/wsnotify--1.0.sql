@@ -1,0 +1,291 @@
+/* wsnotify--1.0.sql: objects of the wsnotify extension, version 1.0 */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION wsnotify" to load this file. \quit
+
+-- The bridge connects as a role that is a member of wsnotify_bridge; it is
+-- the only role, besides the owner, that may run the bridge-side functions.
+-- Roles are cluster-wide, so it outlives DROP EXTENSION and is shared by
+-- every database that installs wsnotify.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles
+                   WHERE rolname = 'wsnotify_bridge') THEN
+        CREATE ROLE wsnotify_bridge NOLOGIN;
+    END IF;
+END
+$$;
+
+---------------------------------------------------------------------------
+-- Tables
+---------------------------------------------------------------------------
+
+-- One row per live WebSocket connection. Everyone may read it (who is
+-- online); only the bridge, through the functions below, writes it.
+CREATE TABLE @extschema@.websocket_client (
+    connection_id text PRIMARY KEY,
+    user_id       text NOT NULL,
+    bridge_id     text NOT NULL,
+    connected_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    remote_addr   text,
+    user_agent    text,
+    claims        jsonb,
+    expires_at    timestamptz
+);
+CREATE INDEX websocket_client_user_id_idx
+    ON @extschema@.websocket_client (user_id);
+CREATE INDEX websocket_client_bridge_id_idx
+    ON @extschema@.websocket_client (bridge_id);
+REVOKE ALL ON @extschema@.websocket_client FROM PUBLIC;
+GRANT SELECT ON @extschema@.websocket_client TO PUBLIC;
+
+-- One row per running bridge; heartbeat_at tells live bridges from dead
+-- ones whose connection rows must be reaped.
+CREATE TABLE @extschema@.websocket_bridge (
+    bridge_id     text PRIMARY KEY,
+    started_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    heartbeat_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON @extschema@.websocket_bridge FROM PUBLIC;
+GRANT SELECT ON @extschema@.websocket_bridge TO PUBLIC;
+
+-- The outbox. Rows are written only at commit, by the committing
+-- transaction, while it holds the lock that orders NOTIFY commits, so id
+-- order is commit order (see docs/design.md): a reader that has seen id N
+-- will never later see a smaller id appear. kind: 'u' to a user, 'c' to one
+-- connection, 'b' to everyone, 'x' close one connection.
+CREATE SEQUENCE @extschema@.websocket_message_id_seq AS bigint;
+REVOKE ALL ON SEQUENCE @extschema@.websocket_message_id_seq FROM PUBLIC;
+
+CREATE TABLE @extschema@.websocket_message (
+    id       bigint PRIMARY KEY,
+    sent_at  timestamptz NOT NULL,
+    kind     "char" NOT NULL CHECK (kind IN ('u', 'c', 'b', 'x')),
+    target   text,
+    body     jsonb NOT NULL
+);
+-- sent_at grows with id, so a BRIN index finds what retention expires at
+-- almost no cost to writers.
+CREATE INDEX websocket_message_sent_at_idx
+    ON @extschema@.websocket_message USING brin (sent_at);
+REVOKE ALL ON @extschema@.websocket_message FROM PUBLIC;
+
+---------------------------------------------------------------------------
+-- Functions for applications
+---------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.send_ws(user_id text, message jsonb)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'send_ws'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.send_ws(text, jsonb) IS
+    'queue a message for every live connection of a user; sent at commit';
+
+CREATE FUNCTION @extschema@.send_ws_connection(connection_id text, message jsonb)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'send_ws_connection'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.send_ws_connection(text, jsonb) IS
+    'queue a message for one connection; false when it is gone';
+
+CREATE FUNCTION @extschema@.broadcast_ws(message jsonb)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'broadcast_ws'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.broadcast_ws(jsonb) IS
+    'queue a message for every live connection; sent at commit';
+
+CREATE FUNCTION @extschema@.close_ws(connection_id text,
+                                     code integer DEFAULT 1000,
+                                     reason text DEFAULT '')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'close_ws'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.close_ws(text, integer, text) IS
+    'close one connection at commit; false when it is gone';
+
+CREATE FUNCTION @extschema@.verify_token(token text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'verify_token'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.verify_token(text) IS
+    'verify a JWT with the configured keys and rules; return its claims';
+
+CREATE FUNCTION @extschema@.verify_token(token text, key text, algorithm text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'verify_token_with_key'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.verify_token(text, text, text) IS
+    'verify a JWT with the given key and algorithm; return its claims';
+
+---------------------------------------------------------------------------
+-- Functions for the bridge (wsnotify_bridge members only)
+---------------------------------------------------------------------------
+
+-- A bridge starts: forget the connections of its previous life (it holds
+-- none now), record it as alive, and return where delivery starts.
+CREATE FUNCTION @extschema@.wsnotify_bridge_start(bridge_id text,
+                                                  OUT reaped integer,
+                                                  OUT last_id bigint)
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.websocket_client c WHERE c.bridge_id = $1;
+    GET DIAGNOSTICS reaped = ROW_COUNT;
+    INSERT INTO @extschema@.websocket_bridge AS b (bridge_id)
+        VALUES ($1)
+        ON CONFLICT ON CONSTRAINT websocket_bridge_pkey
+        DO UPDATE SET started_at = now(), heartbeat_at = now();
+    SELECT coalesce(max(m.id), 0) INTO last_id FROM @extschema@.websocket_message m;
+END
+$$;
+
+-- A bridge is alive: record it, reap the rows of bridges silent for longer
+-- than reap_after, and purge messages older than wsnotify.retention.
+-- Returns the number of connection rows reaped.
+CREATE FUNCTION @extschema@.wsnotify_heartbeat(bridge_id text,
+                                               reap_after interval)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    reaped integer;
+BEGIN
+    INSERT INTO @extschema@.websocket_bridge AS b (bridge_id)
+        VALUES ($1)
+        ON CONFLICT ON CONSTRAINT websocket_bridge_pkey
+        DO UPDATE SET heartbeat_at = now();
+    WITH dead AS (
+        DELETE FROM @extschema@.websocket_bridge b
+        WHERE b.heartbeat_at < now() - reap_after AND b.bridge_id <> $1
+        RETURNING b.bridge_id
+    )
+    DELETE FROM @extschema@.websocket_client c
+    USING dead WHERE c.bridge_id = dead.bridge_id;
+    GET DIAGNOSTICS reaped = ROW_COUNT;
+    PERFORM @extschema@.wsnotify_purge();
+    RETURN reaped;
+END
+$$;
+
+-- Delete messages older than wsnotify.retention, a bounded batch at a time
+-- so that no purge holds many row locks or runs long.
+CREATE FUNCTION @extschema@.wsnotify_purge(batch integer DEFAULT 10000)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    horizon timestamptz :=
+        now() - current_setting('wsnotify.retention')::interval;
+    purged bigint;
+BEGIN
+    DELETE FROM @extschema@.websocket_message m
+    WHERE m.id IN (SELECT o.id FROM @extschema@.websocket_message o
+                   WHERE o.sent_at < horizon
+                   ORDER BY o.id LIMIT batch);
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    RETURN purged;
+END
+$$;
+
+-- The upgrade's round trip: verify the token (SQLSTATE 28000 when it is
+-- refused), record the connection, and return who it is and the cursor
+-- from which its messages are delivered.
+CREATE FUNCTION @extschema@.wsnotify_connect(connection_id text,
+                                             bridge_id text,
+                                             token text,
+                                             remote_addr text,
+                                             user_agent text,
+                                             OUT user_id text,
+                                             OUT claims jsonb,
+                                             OUT expires_at timestamptz,
+                                             OUT last_id bigint)
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF connection_id IS NULL OR bridge_id IS NULL THEN
+        RAISE EXCEPTION 'connection_id and bridge_id must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    claims := @extschema@.verify_token(token);
+    user_id := claims ->> current_setting('wsnotify.user_claim');
+    IF claims ? 'exp' THEN
+        expires_at := to_timestamp((claims ->> 'exp')::double precision);
+    END IF;
+    INSERT INTO @extschema@.websocket_client AS c
+        (connection_id, user_id, bridge_id, remote_addr, user_agent,
+         claims, expires_at)
+    VALUES ($1, user_id, $2, $4, $5, claims, expires_at);
+    SELECT coalesce(max(m.id), 0) INTO last_id FROM @extschema@.websocket_message m;
+END
+$$;
+
+-- The socket is gone: remove its row. False when it was already gone.
+CREATE FUNCTION @extschema@.wsnotify_disconnect(connection_id text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.websocket_client c WHERE c.connection_id = $1;
+    RETURN FOUND;
+END
+$$;
+
+-- Messages after cursor `after` for connections of this bridge, in commit
+-- order, at most max_rows of them; the last row always has kind '.' and
+-- carries, as its id, the cursor to pass next time (everything up to it has
+-- been seen, including messages for other bridges).
+CREATE FUNCTION @extschema@.wsnotify_fetch(bridge_id text, after bigint,
+                                           max_rows integer)
+RETURNS TABLE (id bigint, kind "char", target text, body text)
+LANGUAGE sql STABLE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH batch AS (
+        SELECT m.id, m.kind, m.target, m.body
+        FROM @extschema@.websocket_message m
+        WHERE m.id > $2
+        ORDER BY m.id
+        LIMIT $3
+    ), mine AS (
+        SELECT b.id, b.kind, b.target, b.body::text AS body
+        FROM batch b
+        WHERE b.kind = 'b'
+           OR (b.kind = 'u' AND EXISTS (
+                   SELECT 1 FROM @extschema@.websocket_client c
+                   WHERE c.user_id = b.target AND c.bridge_id = $1))
+           OR (b.kind IN ('c', 'x') AND EXISTS (
+                   SELECT 1 FROM @extschema@.websocket_client c
+                   WHERE c.connection_id = b.target AND c.bridge_id = $1))
+    )
+    SELECT * FROM (SELECT * FROM mine ORDER BY id) AS ordered
+    UNION ALL
+    SELECT CASE WHEN (SELECT count(*) FROM batch) < $3
+                THEN greatest($2, (SELECT coalesce(max(m.id), 0)
+                                   FROM @extschema@.websocket_message m))
+                ELSE (SELECT max(batch.id) FROM batch)
+           END,
+           '.', NULL, NULL;
+$$;
+
+REVOKE ALL ON FUNCTION
+    @extschema@.wsnotify_bridge_start(text),
+    @extschema@.wsnotify_heartbeat(text, interval),
+    @extschema@.wsnotify_purge(integer),
+    @extschema@.wsnotify_connect(text, text, text, text, text),
+    @extschema@.wsnotify_disconnect(text),
+    @extschema@.wsnotify_fetch(text, bigint, integer)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.wsnotify_bridge_start(text),
+    @extschema@.wsnotify_heartbeat(text, interval),
+    @extschema@.wsnotify_purge(integer),
+    @extschema@.wsnotify_connect(text, text, text, text, text),
+    @extschema@.wsnotify_disconnect(text),
+    @extschema@.wsnotify_fetch(text, bigint, integer)
+TO wsnotify_bridge;

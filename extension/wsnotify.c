@@ -1,0 +1,197 @@
+/*-------------------------------------------------------------------------
+ *
+ * wsnotify.c
+ *	  Entry point of the wsnotify extension: the module magic, every
+ *	  wsnotify.* setting, and _PG_init, which defines them and installs the
+ *	  transaction callbacks that deliver messages at commit.
+ *
+ * Secrets (wsnotify.jwt_secret, wsnotify.jwt_jwks) are GUC_SUPERUSER_ONLY
+ * and also masked by a show hook, so neither SHOW, current_setting() nor
+ * pg_settings reveal them to anyone but a superuser, including members of
+ * pg_read_all_settings.  A setting is only protected once this library has
+ * defined it: before that it is a placeholder any role can read.  Hence the
+ * documented setup is shared_preload_libraries, and token verification from
+ * configured keys refuses to run when the library was loaded late (see
+ * token.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "wsnotify.h"
+
+PG_MODULE_MAGIC;
+
+/*---- GUC variables ----*/
+char	   *wsnotify_jwt_secret = NULL;
+char	   *wsnotify_jwt_public_key = NULL;
+char	   *wsnotify_jwt_jwks = NULL;
+char	   *wsnotify_jwt_algorithms = NULL;
+char	   *wsnotify_jwt_audience = NULL;
+char	   *wsnotify_jwt_issuer = NULL;
+int			wsnotify_jwt_leeway = 30;
+int			wsnotify_jwt_max_length = 8192;
+char	   *wsnotify_user_claim = NULL;
+int			wsnotify_max_message_size = 8 * 1024 * 1024;
+int			wsnotify_retention = 300;
+
+bool		wsnotify_preloaded = false;
+
+/*---- forward declarations ----*/
+void		_PG_init(void);
+static const char *ShowSecret(void);
+static const char *ShowJwks(void);
+static bool CheckAlgorithms(char **newval, void **extra, GucSource source);
+static void DefineTokenSettings(void);
+static void DefineDeliverySettings(void);
+
+/*
+ * Module load: define the settings, then hook into transaction end.
+ */
+void
+_PG_init(void)
+{
+	wsnotify_preloaded = process_shared_preload_libraries_in_progress;
+
+	DefineTokenSettings();
+	DefineDeliverySettings();
+	MarkGUCPrefixReserved("wsnotify");
+
+	SendRegisterCallbacks();
+}
+
+/*
+ * The settings that decide which tokens verify_token() accepts.
+ */
+static void
+DefineTokenSettings(void)
+{
+	DefineCustomStringVariable("wsnotify.jwt_secret",
+							   "Shared secret for HS256/HS384/HS512 tokens.",
+							   "Only superusers can read or set it.",
+							   &wsnotify_jwt_secret, "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, ShowSecret);
+
+	DefineCustomStringVariable("wsnotify.jwt_public_key",
+							   "PEM public key (RSA or EC) for RS*/ES* tokens.",
+							   NULL,
+							   &wsnotify_jwt_public_key, "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("wsnotify.jwt_jwks",
+							   "JWKS document whose keys are picked by the token's kid.",
+							   "Only superusers can read or set it: it may hold oct secrets.",
+							   &wsnotify_jwt_jwks, "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, ShowJwks);
+
+	DefineCustomStringVariable("wsnotify.jwt_algorithms",
+							   "Comma-separated list of accepted JWT algorithms.",
+							   "Any of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512; never none.",
+							   &wsnotify_jwt_algorithms, "HS256",
+							   PGC_SUSET, GUC_LIST_INPUT,
+							   CheckAlgorithms, NULL, NULL);
+
+	DefineCustomStringVariable("wsnotify.jwt_audience",
+							   "Required aud claim; empty accepts any audience.",
+							   NULL,
+							   &wsnotify_jwt_audience, "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("wsnotify.jwt_issuer",
+							   "Required iss claim; empty accepts any issuer.",
+							   NULL,
+							   &wsnotify_jwt_issuer, "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wsnotify.jwt_leeway",
+							"Clock skew tolerated when checking exp and nbf.",
+							NULL,
+							&wsnotify_jwt_leeway, 30, 0, 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wsnotify.jwt_max_length",
+							"Longest token accepted, in bytes.",
+							NULL,
+							&wsnotify_jwt_max_length, 8192, 256, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("wsnotify.user_claim",
+							   "Claim that holds the user id (a string or an integer).",
+							   NULL,
+							   &wsnotify_user_claim, "sub",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+}
+
+/*
+ * The settings of message delivery.
+ */
+static void
+DefineDeliverySettings(void)
+{
+	DefineCustomIntVariable("wsnotify.max_message_size",
+							"Largest message send_ws and its kin accept.",
+							"Measured as the stored jsonb size.",
+							&wsnotify_max_message_size,
+							8 * 1024 * 1024, 1024, 256 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wsnotify.retention",
+							"How long sent messages are kept for clients that resume.",
+							NULL,
+							&wsnotify_retention, 300, 0, 7 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+/*
+ * SHOW hook for a secret: the value for superusers, a mask for everyone
+ * else, so that pg_read_all_settings does not reveal it either.
+ */
+static const char *
+ShowSecret(void)
+{
+	if (!superuser())
+		return "********";
+	return wsnotify_jwt_secret ? wsnotify_jwt_secret : "";
+}
+
+/* SHOW hook for the JWKS document, masked like the secret. */
+static const char *
+ShowJwks(void)
+{
+	if (!superuser())
+		return "********";
+	return wsnotify_jwt_jwks ? wsnotify_jwt_jwks : "";
+}
+
+/*
+ * Reject an unknown algorithm name, and "none", when the list is set rather
+ * than at the first token.
+ */
+static bool
+CheckAlgorithms(char **newval, void **extra, GucSource source)
+{
+	char	   *bad_name = NULL;
+
+	if (TokenAlgorithmListIsValid(*newval, &bad_name))
+		return true;
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errmsg("\"%s\" is not an accepted JWT algorithm", bad_name);
+	GUC_check_errhint("Use a comma-separated list of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512.");
+	return false;
+}

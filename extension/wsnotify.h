@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * wsnotify.h
+ *	  Declarations shared by the modules of the wsnotify extension: the
+ *	  settings defined in wsnotify.c and the entry points each module
+ *	  offers the others.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WSNOTIFY_H
+#define WSNOTIFY_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+
+/* The NOTIFY channel a committing sender wakes the bridges on. */
+#define WSNOTIFY_CHANNEL "wsnotify"
+
+/*---- GUC variables (wsnotify.c) ----*/
+extern char *wsnotify_jwt_secret;
+extern char *wsnotify_jwt_public_key;
+extern char *wsnotify_jwt_jwks;
+extern char *wsnotify_jwt_algorithms;
+extern char *wsnotify_jwt_audience;
+extern char *wsnotify_jwt_issuer;
+extern int	wsnotify_jwt_leeway;
+extern int	wsnotify_jwt_max_length;
+extern char *wsnotify_user_claim;
+extern int	wsnotify_max_message_size;
+extern int	wsnotify_retention;
+
+/* True when the library was loaded through shared_preload_libraries. */
+extern bool wsnotify_preloaded;
+
+/*---- send.c ----*/
+extern void SendRegisterCallbacks(void);
+
+/*---- token.c ----*/
+extern Jsonb *TokenVerifyConfigured(const char *token);
+extern Jsonb *TokenVerifyWithKey(const char *token, const char *key,
+								 const char *algorithm);
+extern bool TokenAlgorithmListIsValid(const char *list, char **bad_name);
+
+#endif							/* WSNOTIFY_H */
