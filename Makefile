@@ -23,7 +23,7 @@ ISOLATION_OPTS = --inputdir=.
 
 PG_CPPFLAGS  = -Wall -Wextra -Werror -Wno-unused-parameter \
                -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK   = -ljwt -ljansson -lcrypto
+SHLIB_LINK   = -ljansson -lcrypto
 
 PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)

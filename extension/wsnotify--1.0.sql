@@ -289,3 +289,40 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.wsnotify_disconnect(text),
     @extschema@.wsnotify_fetch(text, bigint, integer)
 TO wsnotify_bridge;
+
+-- A bridge's database connection came back: record the bridge as alive and
+-- put back the rows of its live connections that were reaped while it could
+-- not reach the database (connections is a JSON array of objects with
+-- connection_id, user_id, connected_at, remote_addr, user_agent, claims,
+-- expires_at as epoch seconds).  Rows still present are left alone.
+-- Returns the number of rows put back.
+CREATE FUNCTION @extschema@.wsnotify_restore(bridge_id text, connections jsonb)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    restored integer;
+BEGIN
+    INSERT INTO @extschema@.websocket_bridge AS b (bridge_id)
+        VALUES ($1)
+        ON CONFLICT ON CONSTRAINT websocket_bridge_pkey
+        DO UPDATE SET heartbeat_at = now();
+    INSERT INTO @extschema@.websocket_client AS c
+        (connection_id, user_id, bridge_id, connected_at, remote_addr,
+         user_agent, claims, expires_at)
+    SELECT e ->> 'connection_id', e ->> 'user_id', $1,
+           coalesce((e ->> 'connected_at')::timestamptz, now()),
+           e ->> 'remote_addr', e ->> 'user_agent', e -> 'claims',
+           to_timestamp((e ->> 'expires_at')::double precision)
+    FROM jsonb_array_elements($2) AS e
+    WHERE e ->> 'connection_id' IS NOT NULL AND e ->> 'user_id' IS NOT NULL
+    ON CONFLICT ON CONSTRAINT websocket_client_pkey DO NOTHING;
+    GET DIAGNOSTICS restored = ROW_COUNT;
+    RETURN restored;
+END
+$$;
+
+REVOKE ALL ON FUNCTION @extschema@.wsnotify_restore(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.wsnotify_restore(text, jsonb)
+TO wsnotify_bridge;

@@ -46,6 +46,7 @@ void		_PG_init(void);
 static const char *ShowSecret(void);
 static const char *ShowJwks(void);
 static bool CheckAlgorithms(char **newval, void **extra, GucSource source);
+static bool CheckSecretSource(char **newval, void **extra, GucSource source);
 static void DefineTokenSettings(void);
 static void DefineDeliverySettings(void);
 
@@ -76,7 +77,7 @@ DefineTokenSettings(void)
 							   &wsnotify_jwt_secret, "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, ShowSecret);
+							   CheckSecretSource, NULL, ShowSecret);
 
 	DefineCustomStringVariable("wsnotify.jwt_public_key",
 							   "PEM public key (RSA or EC) for RS*/ES* tokens.",
@@ -91,7 +92,7 @@ DefineTokenSettings(void)
 							   &wsnotify_jwt_jwks, "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, ShowJwks);
+							   CheckSecretSource, NULL, ShowJwks);
 
 	DefineCustomStringVariable("wsnotify.jwt_algorithms",
 							   "Comma-separated list of accepted JWT algorithms.",
@@ -193,5 +194,25 @@ CheckAlgorithms(char **newval, void **extra, GucSource source)
 	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
 	GUC_check_errmsg("\"%s\" is not an accepted JWT algorithm", bad_name);
 	GUC_check_errhint("Use a comma-separated list of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512.");
+	return false;
+}
+
+/*
+ * Refuse a secret from ALTER ROLE/DATABASE ... SET or a function's SET
+ * clause: those are stored in pg_db_role_setting and pg_proc, which every
+ * role can read.
+ */
+static bool
+CheckSecretSource(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (source != PGC_S_TEST && source != PGC_S_DATABASE &&
+		source != PGC_S_USER && source != PGC_S_DATABASE_USER)
+		return true;
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("wsnotify secrets cannot be set per role, per database or per function");
+	GUC_check_errdetail("Such settings are stored in catalogs that every role can read.");
+	GUC_check_errhint("Set it in postgresql.conf or with ALTER SYSTEM.");
 	return false;
 }
