@@ -48,6 +48,16 @@
 /* Longest close reason RFC 6455 allows in a close frame, in bytes. */
 #define CLOSE_REASON_MAX 123
 
+/*
+ * Every SEND_PURGE_EVERY commits that sent, a backend purges up to
+ * SEND_PURGE_BATCH expired messages itself, so the outbox stays bounded even
+ * when no bridge runs (bridges purge on every heartbeat).  The batch is ten
+ * times the rate, and the purge skips rows another purger holds, so it never
+ * waits.
+ */
+#define SEND_PURGE_EVERY 100
+#define SEND_PURGE_BATCH 1000
+
 /* A message waiting for its transaction to commit. */
 typedef struct PendingMessage
 {
@@ -69,6 +79,10 @@ static SPIPlanPtr plan_insert = NULL;
 static SPIPlanPtr plan_count_user = NULL;
 static SPIPlanPtr plan_count_all = NULL;
 static SPIPlanPtr plan_connection_exists = NULL;
+static SPIPlanPtr plan_purge = NULL;
+
+/* Commits that sent since this backend last purged. */
+static int	flushes_since_purge = 0;
 
 PG_FUNCTION_INFO_V1(send_ws);
 PG_FUNCTION_INFO_V1(send_ws_connection);
@@ -79,6 +93,8 @@ static void SendXactCallback(XactEvent event, void *arg);
 static void SendSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 								SubTransactionId parentSubid, void *arg);
 static void SendFlush(void);
+static void SendPurgeSometimes(void);
+static int64 SendWriteOutbox(Oid sequence);
 static void SendQueue(FunctionCallInfo fcinfo, char kind, text *target,
 					  Jsonb *body);
 static text *SendRequiredText(FunctionCallInfo fcinfo, int argno,
@@ -357,25 +373,14 @@ SendSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 static void
 SendFlush(void)
 {
-	int			count = list_length(pending_messages);
 	Oid			namespace = pending_namespace;
 	Oid			outbox;
 	Oid			sequence;
 	Oid			saved_user;
 	int			saved_context;
-	Datum	   *ids;
-	Datum	   *kinds;
-	Datum	   *targets;
-	bool	   *target_nulls;
-	Datum	   *bodies;
-	Datum		args[5];
-	int			dims[1] = {count};
-	int			lbs[1] = {1};
-	int64		last_id = 0;
-	int			i = 0;
-	ListCell   *cell;
+	int64		last_id;
 
-	if (count == 0)
+	if (pending_messages == NIL)
 		return;
 
 	outbox = get_relname_relid("websocket_message", namespace);
@@ -387,13 +392,62 @@ SendFlush(void)
 				 errdetail("Messages were queued but websocket_message no longer exists."),
 				 errhint("Was the wsnotify extension dropped in this transaction?")));
 
-	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
+	/* Only the owner writes the outbox; senders need no grant on it. */
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(SendRelationOwner(outbox),
+						   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	/* Pre-commit runs after the last portal closed: bring a snapshot. */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SendPreparePlans(namespace);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 
-	ids = palloc(sizeof(Datum) * count);
-	kinds = palloc(sizeof(Datum) * count);
-	targets = palloc(sizeof(Datum) * count);
-	target_nulls = palloc(sizeof(bool) * count);
-	bodies = palloc(sizeof(Datum) * count);
+	SendPurgeSometimes();
+	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
+	last_id = SendWriteOutbox(sequence);
+
+	SPI_finish();
+	PopActiveSnapshot();
+	SetUserIdAndSecContext(saved_user, saved_context);
+
+	Async_Notify(WSNOTIFY_CHANNEL, psprintf(INT64_FORMAT, last_id));
+	pending_messages = NIL;
+}
+
+/*
+ * Once every SEND_PURGE_EVERY flushes, purge a batch of expired messages,
+ * before the commit lock is taken so that no other sender waits for it.
+ */
+static void
+SendPurgeSometimes(void)
+{
+	if (++flushes_since_purge < SEND_PURGE_EVERY)
+		return;
+	flushes_since_purge = 0;
+	if (SPI_execute_plan(plan_purge, NULL, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not purge the wsnotify outbox");
+}
+
+/*
+ * Give each queued message the next id and insert them all with one
+ * statement; return the last id.  Runs under the commit lock.
+ */
+static int64
+SendWriteOutbox(Oid sequence)
+{
+	int			count = list_length(pending_messages);
+	Datum	   *ids = palloc(sizeof(Datum) * count);
+	Datum	   *kinds = palloc(sizeof(Datum) * count);
+	Datum	   *targets = palloc(sizeof(Datum) * count);
+	bool	   *target_nulls = palloc(sizeof(bool) * count);
+	Datum	   *bodies = palloc(sizeof(Datum) * count);
+	Datum		args[5];
+	int			dims[1] = {count};
+	int			lbs[1] = {1};
+	int64		last_id = 0;
+	int			i = 0;
+	ListCell   *cell;
+
 	foreach(cell, pending_messages)
 	{
 		PendingMessage *message = lfirst(cell);
@@ -420,23 +474,9 @@ SendFlush(void)
 												 TYPALIGN_INT));
 	args[4] = TimestampTzGetDatum(GetCurrentTimestamp());
 
-	/* Only the owner writes the outbox; senders need no grant on it. */
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(SendRelationOwner(outbox),
-						   saved_context | SECURITY_LOCAL_USERID_CHANGE);
-	/* Pre-commit runs after the last portal closed: bring a snapshot. */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SendPreparePlans(namespace);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_plan(plan_insert, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write the wsnotify outbox");
-	SPI_finish();
-	PopActiveSnapshot();
-	SetUserIdAndSecContext(saved_user, saved_context);
-
-	Async_Notify(WSNOTIFY_CHANNEL, psprintf(INT64_FORMAT, last_id));
-	pending_messages = NIL;
+	return last_id;
 }
 
 /*
@@ -467,6 +507,7 @@ SendPreparePlans(Oid namespace)
 		SPI_freeplan(plan_count_user);
 		SPI_freeplan(plan_count_all);
 		SPI_freeplan(plan_connection_exists);
+		SPI_freeplan(plan_purge);
 		plan_insert = NULL;
 	}
 	plan_count_user = SPI_prepare(psprintf("SELECT count(*) FROM %s WHERE user_id = $1",
@@ -481,13 +522,18 @@ SendPreparePlans(Oid namespace)
 									   "pg_catalog.unnest($3), pg_catalog.unnest($4)) "
 									   "AS u(id, kind, target, body)",
 									   outbox), 5, insert_types);
-	if (!plan_count_user || !plan_count_all || !plan_connection_exists || !plan_insert)
+	plan_purge = SPI_prepare(psprintf("SELECT %s(%d)",
+									  SendQualifiedName(namespace, "wsnotify_purge"),
+									  SEND_PURGE_BATCH), 0, NULL);
+	if (!plan_count_user || !plan_count_all || !plan_connection_exists ||
+		!plan_insert || !plan_purge)
 		elog(ERROR, "could not prepare wsnotify statements: %s",
 			 SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan_count_user);
 	SPI_keepplan(plan_count_all);
 	SPI_keepplan(plan_connection_exists);
 	SPI_keepplan(plan_insert);
+	SPI_keepplan(plan_purge);
 	SPI_finish();
 	plans_namespace = namespace;
 }

@@ -171,7 +171,9 @@ END
 $$;
 
 -- Delete messages older than wsnotify.retention, a bounded batch at a time
--- so that no purge holds many row locks or runs long.
+-- so that no purge holds many row locks or runs long. Because sent_at grows
+-- with id, what is purged is always a prefix of the ids: a cursor whose own
+-- row still exists has lost nothing after it.
 CREATE FUNCTION @extschema@.wsnotify_purge(batch integer DEFAULT 10000)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
@@ -182,10 +184,12 @@ DECLARE
         now() - current_setting('wsnotify.retention')::interval;
     purged bigint;
 BEGIN
+    -- SKIP LOCKED: two purgers (bridges, senders) never wait for each other.
     DELETE FROM @extschema@.websocket_message m
     WHERE m.id IN (SELECT o.id FROM @extschema@.websocket_message o
                    WHERE o.sent_at < horizon
-                   ORDER BY o.id LIMIT batch);
+                   ORDER BY o.id LIMIT batch
+                   FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS purged = ROW_COUNT;
     RETURN purged;
 END
@@ -325,4 +329,42 @@ $$;
 
 REVOKE ALL ON FUNCTION @extschema@.wsnotify_restore(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.wsnotify_restore(text, jsonb)
+TO wsnotify_bridge;
+
+-- A wsnotify.v1 client resumes from cursor `since`: the messages its user
+-- was sent (to the user, or to everyone) after it, up to `upto` (the start
+-- cursor wsnotify_connect returned; live delivery covers what follows), in
+-- commit order. The cursor is the id of a message the client received; if
+-- that row is gone (purged: everything before it is gone too) or never
+-- existed, a single row of kind 'r' (reset) is returned instead, whose id is
+-- the cursor to continue from.
+CREATE FUNCTION @extschema@.wsnotify_replay(connection_id text, since bigint,
+                                            upto bigint)
+RETURNS TABLE (id bigint, kind "char", target text, body text)
+LANGUAGE plpgsql STABLE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    resumed_user text;
+BEGIN
+    SELECT c.user_id INTO resumed_user
+    FROM @extschema@.websocket_client c WHERE c.connection_id = $1;
+    IF resumed_user IS NULL
+       OR since > upto
+       OR NOT EXISTS (SELECT 1 FROM @extschema@.websocket_message m
+                      WHERE m.id = since) THEN
+        RETURN QUERY SELECT upto, 'r'::"char", NULL::text, NULL::text;
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT m.id, m.kind, m.target, m.body::text
+        FROM @extschema@.websocket_message m
+        WHERE m.id > since AND m.id <= upto
+          AND (m.kind = 'b' OR (m.kind = 'u' AND m.target = resumed_user))
+        ORDER BY m.id;
+END
+$$;
+
+REVOKE ALL ON FUNCTION @extschema@.wsnotify_replay(text, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.wsnotify_replay(text, bigint, bigint)
 TO wsnotify_bridge;
