@@ -12,6 +12,7 @@ EXTVERSION   = 1.0
 MODULE_big   = wsnotify
 OBJS         = extension/wsnotify.o \
                extension/send.o \
+               extension/routes.o \
                extension/token.o
 DATA         = $(wildcard extension/wsnotify--*.sql)
 PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"

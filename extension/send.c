@@ -103,8 +103,6 @@ static Jsonb *SendRequiredMessage(FunctionCallInfo fcinfo, int argno);
 static void SendCheckWritable(const char *function_name);
 static void SendPreparePlans(Oid namespace);
 static int64 SendCountQuery(Oid namespace, SPIPlanPtr *plan, text *arg);
-static char *SendQualifiedName(Oid namespace, const char *relname);
-static Oid	SendRelationOwner(Oid relid);
 
 /*
  * Install the transaction callbacks; called once from _PG_init.
@@ -394,7 +392,7 @@ SendFlush(void)
 
 	/* Only the owner writes the outbox; senders need no grant on it. */
 	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(SendRelationOwner(outbox),
+	SetUserIdAndSecContext(WsnotifyTableOwner(namespace, "websocket_message"),
 						   saved_context | SECURITY_LOCAL_USERID_CHANGE);
 	/* Pre-commit runs after the last portal closed: bring a snapshot. */
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -496,8 +494,8 @@ SendPreparePlans(Oid namespace)
 	if (plans_namespace == namespace && plan_insert != NULL)
 		return;
 
-	outbox = SendQualifiedName(namespace, "websocket_message");
-	clients = SendQualifiedName(namespace, "websocket_client");
+	outbox = WsnotifyQualifiedName(namespace, "websocket_message");
+	clients = WsnotifyQualifiedName(namespace, "websocket_client");
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -523,7 +521,7 @@ SendPreparePlans(Oid namespace)
 									   "AS u(id, kind, target, body)",
 									   outbox), 5, insert_types);
 	plan_purge = SPI_prepare(psprintf("SELECT %s(%d)",
-									  SendQualifiedName(namespace, "wsnotify_purge"),
+									  WsnotifyQualifiedName(namespace, "wsnotify_purge"),
 									  SEND_PURGE_BATCH), 0, NULL);
 	if (!plan_count_user || !plan_count_all || !plan_connection_exists ||
 		!plan_insert || !plan_purge)
@@ -561,27 +559,3 @@ SendCountQuery(Oid namespace, SPIPlanPtr *plan, text *arg)
 	return result;
 }
 
-/* "schema"."relname", quoted as needed. */
-static char *
-SendQualifiedName(Oid namespace, const char *relname)
-{
-	char	   *schema = get_namespace_name(namespace);
-
-	if (schema == NULL)
-		elog(ERROR, "cache lookup failed for namespace %u", namespace);
-	return quote_qualified_identifier(schema, relname);
-}
-
-/* The role that owns a relation. */
-static Oid
-SendRelationOwner(Oid relid)
-{
-	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
-}

@@ -70,6 +70,20 @@ CREATE INDEX websocket_message_sent_at_idx
     ON @extschema@.websocket_message USING brin (sent_at);
 REVOKE ALL ON @extschema@.websocket_message FROM PUBLIC;
 
+-- Route handlers, by route name ($connect, $disconnect, $default, an
+-- action). Written only through ws_route()/ws_unroute(); readable by all.
+-- handler is the function's signature text (not regprocedure, which
+-- pg_upgrade refuses in user tables), resolved at every call.
+CREATE TABLE @extschema@.websocket_route (
+    route       text PRIMARY KEY,
+    handler     text NOT NULL,
+    run_as      regrole NOT NULL,
+    owner       regrole NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON @extschema@.websocket_route FROM PUBLIC;
+GRANT SELECT ON @extschema@.websocket_route TO PUBLIC;
+
 ---------------------------------------------------------------------------
 -- Functions for applications
 ---------------------------------------------------------------------------
@@ -118,9 +132,40 @@ LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.verify_token(text, text, text) IS
     'verify a JWT with the given key and algorithm; return its claims';
 
+CREATE FUNCTION @extschema@.ws_route(route text, handler regprocedure,
+                                     run_as regrole DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'ws_route'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.ws_route(text, regprocedure, regrole) IS
+    'route client messages (or $connect/$disconnect/$default) to a SQL function';
+
+CREATE FUNCTION @extschema@.ws_unroute(route text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ws_unroute'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.ws_unroute(text) IS
+    'remove a route; false when there was none';
+
 ---------------------------------------------------------------------------
 -- Functions for the bridge (wsnotify_bridge members only)
 ---------------------------------------------------------------------------
+
+-- Run the handler for a client's message (its "action", else $default) as
+-- the route's role, with wsnotify.* context set; SQLSTATE 42883 when there
+-- is no route. NULL: no reply.
+CREATE FUNCTION @extschema@.wsnotify_invoke(connection_id text, message jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'wsnotify_invoke'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+-- Run the handler of one named route ($connect, $disconnect) for the given
+-- connection object, if the route exists.
+CREATE FUNCTION @extschema@.wsnotify_invoke_route(route text, connection jsonb,
+                                                  message jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'wsnotify_invoke_route'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 
 -- A bridge starts: forget the connections of its previous life (it holds
 -- none now), record it as alive, and return where delivery starts.
@@ -196,8 +241,10 @@ END
 $$;
 
 -- The upgrade's round trip: verify the token (SQLSTATE 28000 when it is
--- refused), record the connection, and return who it is and the cursor
--- from which its messages are delivered.
+-- refused), record the connection, run the $connect handler if there is one
+-- (SQLSTATE 42501 with the handler's message when it raises: the bridge
+-- answers 403), and return who it is, the cursor from which its messages are
+-- delivered, and the handler's result, the first frame the client receives.
 CREATE FUNCTION @extschema@.wsnotify_connect(connection_id text,
                                              bridge_id text,
                                              token text,
@@ -206,10 +253,14 @@ CREATE FUNCTION @extschema@.wsnotify_connect(connection_id text,
                                              OUT user_id text,
                                              OUT claims jsonb,
                                              OUT expires_at timestamptz,
-                                             OUT last_id bigint)
+                                             OUT last_id bigint,
+                                             OUT welcome jsonb)
 LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    failed_state text;
+    failed_message text;
 BEGIN
     IF connection_id IS NULL OR bridge_id IS NULL THEN
         RAISE EXCEPTION 'connection_id and bridge_id must not be null'
@@ -225,18 +276,60 @@ BEGIN
          claims, expires_at)
     VALUES ($1, user_id, $2, $4, $5, claims, expires_at);
     SELECT coalesce(max(m.id), 0) INTO last_id FROM @extschema@.websocket_message m;
+    BEGIN
+        welcome := @extschema@.wsnotify_invoke_route('$connect',
+            jsonb_build_object('connection_id', $1, 'user_id', user_id,
+                               'bridge_id', $2, 'connected_at', now(),
+                               'remote_addr', $4, 'user_agent', $5,
+                               'claims', claims),
+            '{}'::jsonb);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE,
+                                failed_message = MESSAGE_TEXT;
+        -- Only what the handler raised on purpose reaches the client.
+        IF failed_state LIKE 'P0%' THEN
+            RAISE EXCEPTION '%', failed_message USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RAISE EXCEPTION 'connection refused'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('The $connect handler failed with SQLSTATE %s: %s',
+                                  failed_state, failed_message);
+    END;
 END
 $$;
 
--- The socket is gone: remove its row. False when it was already gone.
+-- The socket is gone: remove its row, then run the $disconnect handler if
+-- there is one (its errors are logged as warnings and change nothing).
+-- False when the row was already gone.
 CREATE FUNCTION @extschema@.wsnotify_disconnect(connection_id text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    gone @extschema@.websocket_client;
+    failed_message text;
 BEGIN
-    DELETE FROM @extschema@.websocket_client c WHERE c.connection_id = $1;
-    RETURN FOUND;
+    DELETE FROM @extschema@.websocket_client c WHERE c.connection_id = $1
+        RETURNING * INTO gone;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        PERFORM @extschema@.wsnotify_invoke_route('$disconnect',
+            jsonb_build_object('connection_id', gone.connection_id,
+                               'user_id', gone.user_id,
+                               'bridge_id', gone.bridge_id,
+                               'connected_at', gone.connected_at,
+                               'remote_addr', gone.remote_addr,
+                               'user_agent', gone.user_agent,
+                               'claims', gone.claims),
+            '{}'::jsonb);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS failed_message = MESSAGE_TEXT;
+        RAISE WARNING 'the $disconnect handler failed: %', failed_message;
+    END;
+    RETURN true;
 END
 $$;
 
@@ -283,7 +376,9 @@ REVOKE ALL ON FUNCTION
     @extschema@.wsnotify_purge(integer),
     @extschema@.wsnotify_connect(text, text, text, text, text),
     @extschema@.wsnotify_disconnect(text),
-    @extschema@.wsnotify_fetch(text, bigint, integer)
+    @extschema@.wsnotify_fetch(text, bigint, integer),
+    @extschema@.wsnotify_invoke(text, jsonb),
+    @extschema@.wsnotify_invoke_route(text, jsonb, jsonb)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     @extschema@.wsnotify_bridge_start(text),
@@ -291,7 +386,9 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.wsnotify_purge(integer),
     @extschema@.wsnotify_connect(text, text, text, text, text),
     @extschema@.wsnotify_disconnect(text),
-    @extschema@.wsnotify_fetch(text, bigint, integer)
+    @extschema@.wsnotify_fetch(text, bigint, integer),
+    @extschema@.wsnotify_invoke(text, jsonb),
+    @extschema@.wsnotify_invoke_route(text, jsonb, jsonb)
 TO wsnotify_bridge;
 
 -- A bridge's database connection came back: record the bridge as alive and

@@ -18,9 +18,14 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "wsnotify.h"
 
@@ -38,6 +43,9 @@ int			wsnotify_jwt_max_length = 8192;
 char	   *wsnotify_user_claim = NULL;
 int			wsnotify_max_message_size = 8 * 1024 * 1024;
 int			wsnotify_retention = 300;
+char	   *wsnotify_connection_id = NULL;
+char	   *wsnotify_user_id = NULL;
+char	   *wsnotify_claims = NULL;
 
 bool		wsnotify_preloaded = false;
 
@@ -49,6 +57,7 @@ static bool CheckAlgorithms(char **newval, void **extra, GucSource source);
 static bool CheckSecretSource(char **newval, void **extra, GucSource source);
 static void DefineTokenSettings(void);
 static void DefineDeliverySettings(void);
+static void DefineHandlerSettings(void);
 
 /*
  * Module load: define the settings, then hook into transaction end.
@@ -60,6 +69,7 @@ _PG_init(void)
 
 	DefineTokenSettings();
 	DefineDeliverySettings();
+	DefineHandlerSettings();
 	MarkGUCPrefixReserved("wsnotify");
 
 	SendRegisterCallbacks();
@@ -157,6 +167,73 @@ DefineDeliverySettings(void)
 							&wsnotify_retention, 300, 0, 7 * 24 * 3600,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+}
+
+/*
+ * The context a route handler runs in, set by wsnotify_invoke for one
+ * transaction.  Superuser-only to set, so that neither a handler nor an
+ * application role can forge them for row-level security policies; anyone
+ * may read them.
+ */
+static void
+DefineHandlerSettings(void)
+{
+	DefineCustomStringVariable("wsnotify.connection_id",
+							   "Connection whose message the running handler answers.",
+							   "Set by wsnotify for the handler's transaction.",
+							   &wsnotify_connection_id, "",
+							   PGC_SUSET, GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("wsnotify.user_id",
+							   "User of the connection the running handler answers.",
+							   "Set by wsnotify for the handler's transaction.",
+							   &wsnotify_user_id, "",
+							   PGC_SUSET, GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("wsnotify.claims",
+							   "Token claims (JSON) of the connection the running handler answers.",
+							   "Set by wsnotify for the handler's transaction.",
+							   &wsnotify_claims, "",
+							   PGC_SUSET, GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+}
+
+/*
+ * "schema"."relname" for one of the extension's objects, quoted as needed,
+ * so that statements the extension runs do not depend on search_path.
+ */
+char *
+WsnotifyQualifiedName(Oid namespace, const char *relname)
+{
+	char	   *schema = get_namespace_name(namespace);
+
+	if (schema == NULL)
+		elog(ERROR, "cache lookup failed for namespace %u", namespace);
+	return quote_qualified_identifier(schema, relname);
+}
+
+/*
+ * The role that owns one of the extension's tables: the extension writes
+ * its tables as that role, so callers need no grant on them.
+ */
+Oid
+WsnotifyTableOwner(Oid namespace, const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, namespace);
+	HeapTuple	tuple;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("wsnotify table %s is missing", relname),
+				 errhint("Was the wsnotify extension dropped in this transaction?")));
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
 }
 
 /*

@@ -29,9 +29,16 @@ extern int	wsnotify_jwt_max_length;
 extern char *wsnotify_user_claim;
 extern int	wsnotify_max_message_size;
 extern int	wsnotify_retention;
+extern char *wsnotify_connection_id;
+extern char *wsnotify_user_id;
+extern char *wsnotify_claims;
 
 /* True when the library was loaded through shared_preload_libraries. */
 extern bool wsnotify_preloaded;
+
+/*---- wsnotify.c ----*/
+extern char *WsnotifyQualifiedName(Oid namespace, const char *relname);
+extern Oid	WsnotifyTableOwner(Oid namespace, const char *relname);
 
 /*---- send.c ----*/
 extern void SendRegisterCallbacks(void);

@@ -1,0 +1,517 @@
+/*-------------------------------------------------------------------------
+ *
+ * routes.c
+ *	  Route handlers: SQL functions that answer client messages, chosen by
+ *	  the message's "action" (API Gateway's route selection), plus the
+ *	  $connect, $disconnect and $default routes.
+ *
+ * ws_route() and ws_unroute() maintain websocket_route, which only the
+ * extension's owner can write: they check the caller's rights themselves
+ * (the route's owner, or a superuser, may change it; the caller must be
+ * allowed to act as the route's run_as role) and write as the table owner.
+ *
+ * wsnotify_invoke() runs a handler for the bridge.  It sets
+ * wsnotify.connection_id, wsnotify.user_id and wsnotify.claims for the
+ * current transaction only (they are superuser-only settings, so a handler
+ * or an application role cannot forge them for row-level security), then
+ * calls the handler as the route's run_as role, the way a SECURITY DEFINER
+ * function switches user: the handler cannot SET ROLE its way back.
+ *
+ * Handlers are stored by their signature text, not as regprocedure, so that
+ * pg_upgrade and pg_dump keep them; the text is resolved at every call,
+ * which is also what lets running bridges see route changes at once.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "access/xact.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+#include "wsnotify.h"
+
+/* Longest action name a route may have. */
+#define ROUTE_NAME_MAX 64
+
+/* A route as stored in websocket_route. */
+typedef struct Route
+{
+	Oid			handler;
+	Oid			run_as;
+} Route;
+
+PG_FUNCTION_INFO_V1(ws_route);
+PG_FUNCTION_INFO_V1(ws_unroute);
+PG_FUNCTION_INFO_V1(wsnotify_invoke);
+PG_FUNCTION_INFO_V1(wsnotify_invoke_route);
+
+static void RoutesCheckName(const char *route);
+static void RoutesCheckHandler(Oid handler);
+static void RoutesCheckChangeAllowed(Oid namespace, const char *route);
+static bool RoutesLookup(Oid namespace, const char *route, Route *found,
+						 Oid *owner);
+static Oid	RoutesResolveHandler(const char *signature);
+static Jsonb *RoutesCall(const Route *route, const char *route_name,
+						 Jsonb *connection, Jsonb *message);
+static Jsonb *RoutesConnectionById(Oid namespace, const char *connection_id);
+static char *RoutesJsonbField(Jsonb *object, const char *key, bool as_text);
+static void RoutesSetContext(Jsonb *connection);
+static int	RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
+					   Datum *values, bool as_owner, Datum *row,
+					   bool *row_nulls, int ncols);
+
+/*
+ * ws_route(route text, handler regprocedure, run_as regrole) returns void
+ *
+ * Register (or replace) the handler of a route.
+ */
+Datum
+ws_route(PG_FUNCTION_ARGS)
+{
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	char	   *route;
+	Oid			handler;
+	Oid			run_as;
+	Oid			types[4] = {TEXTOID, TEXTOID, OIDOID, OIDOID};
+	Datum		values[4];
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("route and handler must not be null")));
+	route = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	handler = PG_GETARG_OID(1);
+	run_as = PG_ARGISNULL(2) ? GetUserId() : PG_GETARG_OID(2);
+
+	RoutesCheckName(route);
+	RoutesCheckHandler(handler);
+	if (!is_member_of_role(GetUserId(), run_as))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to run handlers as role \"%s\"",
+						GetUserNameFromId(run_as, false)),
+				 errhint("Only members of a role may name it as run_as.")));
+	if (pg_proc_aclcheck(handler, run_as, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not execute %s",
+						GetUserNameFromId(run_as, false),
+						format_procedure(handler)),
+				 errhint("GRANT EXECUTE on the handler to the role it runs as.")));
+	RoutesCheckChangeAllowed(namespace, route);
+
+	values[0] = CStringGetTextDatum(route);
+	values[1] = CStringGetTextDatum(format_procedure_qualified(handler));
+	values[2] = ObjectIdGetDatum(run_as);
+	values[3] = ObjectIdGetDatum(GetUserId());
+	RoutesExec(namespace,
+			   psprintf("INSERT INTO %s AS r (route, handler, run_as, owner) "
+						"VALUES ($1, $2, $3, $4) ON CONFLICT (route) DO UPDATE "
+						"SET handler = $2, run_as = $3, owner = $4, "
+						"created_at = pg_catalog.now()",
+						WsnotifyQualifiedName(namespace, "websocket_route")),
+			   4, types, values, true, NULL, NULL, 0);
+	PG_RETURN_VOID();
+}
+
+/*
+ * ws_unroute(route text) returns boolean
+ *
+ * Remove a route; false when there was none.
+ */
+Datum
+ws_unroute(PG_FUNCTION_ARGS)
+{
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *route;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("route must not be null")));
+	route = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	RoutesCheckChangeAllowed(namespace, route);
+	values[0] = CStringGetTextDatum(route);
+	PG_RETURN_BOOL(RoutesExec(namespace,
+							  psprintf("DELETE FROM %s WHERE route = $1",
+									   WsnotifyQualifiedName(namespace, "websocket_route")),
+							  1, types, values, true, NULL, NULL, 0) > 0);
+}
+
+/*
+ * wsnotify_invoke(connection_id text, message jsonb) returns jsonb
+ *
+ * Run the handler for a client's message: the route named by its "action",
+ * else $default.  Actions starting with '$' never name a route, so a client
+ * cannot trigger $connect or $disconnect.  Raises SQLSTATE 42883 when
+ * neither exists.
+ */
+Datum
+wsnotify_invoke(PG_FUNCTION_ARGS)
+{
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	char	   *connection_id;
+	Jsonb	   *message = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
+	Jsonb	   *connection;
+	Jsonb	   *result;
+	char	   *action = NULL;
+	Route		route;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("connection_id must not be null")));
+	connection_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	connection = RoutesConnectionById(namespace, connection_id);
+
+	if (message != NULL && JB_ROOT_IS_OBJECT(message))
+		action = RoutesJsonbField(message, "action", false);
+	if (action != NULL && action[0] == '$')
+		action = NULL;
+	if (!(action && RoutesLookup(namespace, action, &route, NULL)) &&
+		!RoutesLookup(namespace, "$default", &route, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("no route for action \"%s\"", action ? action : ""),
+				 errhint("Register one with ws_route(), or a $default route.")));
+
+	result = RoutesCall(&route, action ? action : "$default", connection,
+						message);
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(result);
+}
+
+/*
+ * wsnotify_invoke_route(route text, connection jsonb, message jsonb)
+ * returns jsonb
+ *
+ * Run the handler of one named route ($connect, $disconnect) if there is
+ * one; NULL when there is none or it returned NULL.
+ */
+Datum
+wsnotify_invoke_route(PG_FUNCTION_ARGS)
+{
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	char	   *route_name;
+	Route		route;
+	Jsonb	   *result;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("route and connection must not be null")));
+	route_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!RoutesLookup(namespace, route_name, &route, NULL))
+		PG_RETURN_NULL();
+	result = RoutesCall(&route, route_name, PG_GETARG_JSONB_P(1),
+						PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2));
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(result);
+}
+
+/*
+ * A route is $connect, $disconnect, $default, $subscribe, or an action name
+ * of letters, digits and _ . : - (at most ROUTE_NAME_MAX bytes).
+ */
+static void
+RoutesCheckName(const char *route)
+{
+	const char *p;
+	size_t		len = strlen(route);
+
+	if (strcmp(route, "$connect") == 0 || strcmp(route, "$disconnect") == 0 ||
+		strcmp(route, "$default") == 0 || strcmp(route, "$subscribe") == 0)
+		return;
+	if (strcmp(route, "subscribe") == 0 || strcmp(route, "unsubscribe") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RESERVED_NAME),
+				 errmsg("action \"%s\" is built in", route),
+				 errhint("Authorize subscriptions with a $subscribe route.")));
+	for (p = route; *p; p++)
+		if (!(isalnum((unsigned char) *p) || strchr("_.:-", *p)))
+			break;
+	if (len == 0 || len > ROUTE_NAME_MAX || *p != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid route name"),
+				 errdetail("A route is $connect, $disconnect, $default, $subscribe, or 1 to %d letters, digits, \"_\", \".\", \":\" or \"-\".",
+						   ROUTE_NAME_MAX)));
+}
+
+/*
+ * A handler is a plain function (connection jsonb, message jsonb) returns
+ * jsonb.
+ */
+static void
+RoutesCheckHandler(Oid handler)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
+	Form_pg_proc proc;
+	bool		fits;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", handler)));
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	fits = proc->prokind == PROKIND_FUNCTION && !proc->proretset &&
+		proc->prorettype == JSONBOID && proc->pronargs == 2 &&
+		proc->proargtypes.values[0] == JSONBOID &&
+		proc->proargtypes.values[1] == JSONBOID;
+	ReleaseSysCache(tuple);
+	if (!fits)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("%s cannot be a route handler", format_procedure(handler)),
+				 errdetail("A handler is a function (connection jsonb, message jsonb) returning jsonb, not a set."),
+				 errhint("For example: CREATE FUNCTION on_chat(connection jsonb, message jsonb) RETURNS jsonb ...")));
+}
+
+/*
+ * An existing route may be changed only by its owner or a superuser.
+ */
+static void
+RoutesCheckChangeAllowed(Oid namespace, const char *route)
+{
+	Route		existing;
+	Oid			owner;
+
+	if (!RoutesLookup(namespace, route, &existing, &owner))
+		return;
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("route \"%s\" belongs to role \"%s\"", route,
+						GetUserNameFromId(owner, false)),
+				 errhint("Only the role that registered a route, or a superuser, may change it.")));
+}
+
+/*
+ * Find a route; false when there is none.  A handler that no longer exists
+ * is an error, so that a dropped function is noticed rather than skipped.
+ */
+static bool
+RoutesLookup(Oid namespace, const char *route, Route *found, Oid *owner)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	Datum		row[3];
+	bool		row_nulls[3];
+	char	   *handler_text;
+	Oid			handler;
+
+	values[0] = CStringGetTextDatum(route);
+	if (RoutesExec(namespace,
+				   psprintf("SELECT handler, run_as::oid, owner::oid FROM %s WHERE route = $1",
+							WsnotifyQualifiedName(namespace, "websocket_route")),
+				   1, types, values, false, row, row_nulls, 3) == 0)
+		return false;
+	handler_text = TextDatumGetCString(row[0]);
+	found->run_as = DatumGetObjectId(row[1]);
+	if (owner)
+		*owner = DatumGetObjectId(row[2]);
+	handler = RoutesResolveHandler(handler_text);
+	if (!OidIsValid(handler))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler %s of route \"%s\" does not exist",
+						handler_text, route),
+				 errhint("Register the route again, or remove it with ws_unroute().")));
+	found->handler = handler;
+	return true;
+}
+
+/*
+ * The function a stored signature names now; InvalidOid when there is none.
+ */
+static Oid
+RoutesResolveHandler(const char *signature)
+{
+	LOCAL_FCINFO(call, 1);
+	Datum		result;
+
+	InitFunctionCallInfoData(*call, NULL, 1, InvalidOid, NULL, NULL);
+	call->args[0].value = CStringGetTextDatum(signature);
+	call->args[0].isnull = false;
+	result = to_regprocedure(call);
+	return call->isnull ? InvalidOid : DatumGetObjectId(result);
+}
+
+/*
+ * Call a route's handler as its run_as role, with the connection's context
+ * set for this transaction.  NULL when the handler returned NULL.
+ */
+static Jsonb *
+RoutesCall(const Route *route, const char *route_name, Jsonb *connection,
+		   Jsonb *message)
+{
+	FmgrInfo	flinfo;
+	Oid			saved_user;
+	int			saved_context;
+	int			guc_level;
+	Datum		result;
+
+	LOCAL_FCINFO(call, 2);
+
+	if (pg_proc_aclcheck(route->handler, route->run_as, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role of route \"%s\" may not execute its handler", route_name)));
+
+	RoutesSetContext(connection);
+	fmgr_info(route->handler, &flinfo);
+	InitFunctionCallInfoData(*call, &flinfo, 2, InvalidOid, NULL, NULL);
+	call->args[0].value = JsonbPGetDatum(connection);
+	call->args[0].isnull = false;
+	call->args[1].value = message ? JsonbPGetDatum(message) : (Datum) 0;
+	call->args[1].isnull = (message == NULL);
+	if (flinfo.fn_strict && message == NULL)
+		return NULL;
+
+	/*
+	 * The handler sees the session's own search_path, not that of the
+	 * wsnotify function that may be calling it.  An error unwinds both the
+	 * setting and the user switch with the (sub)transaction.
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path",
+							 GetConfigOptionResetString("search_path"),
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(route->run_as,
+						   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	result = FunctionCallInvoke(call);
+	SetUserIdAndSecContext(saved_user, saved_context);
+	AtEOXact_GUC(true, guc_level);
+
+	if (call->isnull)
+		return NULL;
+	return DatumGetJsonbP(result);
+}
+
+/*
+ * The handler's view of a live connection: its websocket_client row as a
+ * JSON object.  A connection that is gone is an error.
+ */
+static Jsonb *
+RoutesConnectionById(Oid namespace, const char *connection_id)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	Datum		row[1];
+	bool		row_nulls[1];
+
+	values[0] = CStringGetTextDatum(connection_id);
+	if (RoutesExec(namespace,
+				   psprintf("SELECT pg_catalog.jsonb_build_object("
+							"'connection_id', c.connection_id, 'user_id', c.user_id, "
+							"'bridge_id', c.bridge_id, 'connected_at', c.connected_at, "
+							"'remote_addr', c.remote_addr, 'user_agent', c.user_agent, "
+							"'claims', c.claims) FROM %s c WHERE c.connection_id = $1",
+							WsnotifyQualifiedName(namespace, "websocket_client")),
+				   1, types, values, false, row, row_nulls, 1) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("connection \"%s\" is not live", connection_id)));
+	return DatumGetJsonbP(row[0]);
+}
+
+/*
+ * A top-level field of a JSON object: strings as their text; other values
+ * as JSON text when as_text, else NULL.  NULL when absent.
+ */
+static char *
+RoutesJsonbField(Jsonb *object, const char *key, bool as_text)
+{
+	JsonbValue *value = getKeyJsonValueFromContainer(&object->root, key,
+													 strlen(key), NULL);
+
+	if (value == NULL || value->type == jbvNull)
+		return NULL;
+	if (value->type == jbvString)
+		return pnstrdup(value->val.string.val, value->val.string.len);
+	if (!as_text)
+		return NULL;
+	return JsonbToCString(NULL, &JsonbValueToJsonb(value)->root, 0);
+}
+
+/*
+ * Set wsnotify.connection_id, wsnotify.user_id and wsnotify.claims for the
+ * rest of the transaction, from the connection object.
+ */
+static void
+RoutesSetContext(Jsonb *connection)
+{
+	const char *names[3] = {"wsnotify.connection_id", "wsnotify.user_id",
+	"wsnotify.claims"};
+	const char *keys[3] = {"connection_id", "user_id", "claims"};
+	int			i;
+
+	for (i = 0; i < 3; i++)
+	{
+		char	   *value = RoutesJsonbField(connection, keys[i], true);
+
+		(void) set_config_option(names[i], value ? value : "",
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
+	}
+}
+
+/*
+ * Run one statement with SPI, as the table owner when as_owner; copy the
+ * first ncols columns of its first row, if any, into row/row_nulls in the
+ * caller's memory; return the number of rows processed.
+ */
+static int
+RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
+		   Datum *values, bool as_owner, Datum *row, bool *row_nulls,
+		   int ncols)
+{
+	Oid			saved_user;
+	int			saved_context;
+	int			rc;
+	int			i;
+	uint64		processed;
+
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	if (as_owner)
+		SetUserIdAndSecContext(WsnotifyTableOwner(namespace, "websocket_route"),
+							   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	processed = SPI_processed;
+	for (i = 0; row != NULL && processed > 0 && i < ncols; i++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(SPI_tuptable->tupdesc, i);
+
+		row[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+							   i + 1, &row_nulls[i]);
+		if (!row_nulls[i])
+			row[i] = SPI_datumTransfer(row[i], attr->attbyval, attr->attlen);
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(saved_user, saved_context);
+	return (int) processed;
+}
+
