@@ -27,12 +27,21 @@ PG_CPPFLAGS  = -Wall -Wextra -Werror -Wno-unused-parameter \
 SHLIB_LINK   = -ljansson -lcrypto
 
 PG_CONFIG   ?= pg_config
-PGXS        := $(shell $(PG_CONFIG) --pgxs)
+PGXS        := $(wildcard $(shell $(PG_CONFIG) --pgxs 2>/dev/null))
+
+ifneq ($(PGXS),)
 include $(PGXS)
 
 all: bridge-all
 install: bridge-install
 clean: bridge-clean
+else
+# A fresh machine has no PGXS yet: `make test` and `make demo` install it
+# (test/install-deps) before they build; everything else says what to do.
+all install installcheck clean:
+	@echo "PGXS not found (pg_config --pgxs): run 'make test', 'make demo' or test/install-deps first" >&2
+	@exit 1
+endif
 
 .PHONY: bridge-all bridge-install bridge-clean test demo
 bridge-all:
