@@ -3,19 +3,23 @@
 # throwaway cluster, every variant in the same run so that the ratios hold on
 # a noisy machine:
 #   - tpcb-like without and with a trigger that calls send_ws (8 and 32 clients)
+#   - tpcb-like with a trigger that calls pg_notify instead (what a web team
+#     writes by hand), and with one that does INSERT into an outbox + pg_notify
 #   - SELECT send_ws(...) alone versus SELECT pg_notify(...) alone, versus the
-#     alternatives considered: an outbox INSERT without NOTIFY, and a
-#     transactional pg_logical_emit_message.
-# Usage: bench/pgbench_send.sh [seconds per run, default 15]
+#     alternatives considered: an outbox INSERT without NOTIFY, an outbox
+#     INSERT with pg_notify, and a transactional pg_logical_emit_message.
+# Usage: bench/pgbench_send.sh [seconds per run, default 15] [synchronous_commit, default off]
+# fsync stays on: the NOTIFY commit lock is held across the WAL flush.
 # Needs wsnotify installed (make install). Prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
+sync=${2:-off}
 
 if [ -z "${PGPORT:-}" ]; then
     exec pg_virtualenv -t -o shared_preload_libraries=wsnotify \
-        -o synchronous_commit=off -o max_connections=100 -o wal_level=logical \
-        -o shared_buffers=256MB "$0" "$@"
+        -o synchronous_commit="$sync" -o fsync=on -o max_connections=100 \
+        -o wal_level=logical -o shared_buffers=256MB "$0" "$@"
 fi
 
 work=$(mktemp -d /tmp/wsnotify-bench.XXXXXX)
@@ -29,11 +33,29 @@ BEGIN
     PERFORM send_ws(NEW.aid::text, jsonb_build_object('account', NEW.aid, 'delta', NEW.delta));
     RETURN NEW;
 END $$;
+CREATE FUNCTION history_pg_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('bench', jsonb_build_object('user', NEW.aid::text, 'account', NEW.aid, 'delta', NEW.delta)::text);
+    RETURN NEW;
+END $$;
+CREATE FUNCTION history_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO plain_outbox (user_id, body)
+    VALUES (NEW.aid::text, jsonb_build_object('account', NEW.aid, 'delta', NEW.delta));
+    PERFORM pg_notify('bench', '');
+    RETURN NEW;
+END $$;
 SQL
 echo 'SELECT send_ws((random() * 1000)::int::text, '"'"'{"x": 1}'"'"');' > "$work/send_ws.sql"
 echo 'SELECT pg_notify('"'"'bench'"'"', '"'"'{"x": 1}'"'"');' > "$work/pg_notify.sql"
 echo 'INSERT INTO plain_outbox (user_id, body) VALUES ((random() * 1000)::int::text, '"'"'{"x": 1}'"'"');' > "$work/outbox_insert.sql"
 echo 'SELECT pg_logical_emit_message(true, '"'"'bench'"'"', '"'"'{"x": 1}'"'"');' > "$work/logical_message.sql"
+cat > "$work/outbox_notify.sql" <<'SQL'
+BEGIN;
+INSERT INTO plain_outbox (user_id, body) VALUES ((random() * 1000)::int::text, '{"x": 1}');
+SELECT pg_notify('bench', '');
+COMMIT;
+SQL
 
 # Run pgbench and print its tps (excluding connection time).
 tps() {
@@ -41,17 +63,21 @@ tps() {
         | sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1 | cut -d. -f1
 }
 
+echo "synchronous_commit=$sync, fsync=on, $secs s per run"
+echo
 echo "| workload | clients | tps |"
 echo "|---|---|---|"
 for c in 8 32; do
     echo "| tpcb-like | $c | $(tps $c -b tpcb-like) |"
-    psql -qX -c "CREATE TRIGGER history_send_ws AFTER INSERT ON pgbench_history FOR EACH ROW EXECUTE FUNCTION history_send_ws()"
-    echo "| tpcb-like + trigger calling send_ws | $c | $(tps $c -b tpcb-like) |"
-    psql -qX -c "DROP TRIGGER history_send_ws ON pgbench_history"
-    psql -qX -c "TRUNCATE websocket_message" >/dev/null
+    for t in send_ws pg_notify outbox_notify; do
+        psql -qX -c "CREATE TRIGGER history_$t AFTER INSERT ON pgbench_history FOR EACH ROW EXECUTE FUNCTION history_$t()"
+        echo "| tpcb-like + trigger calling $t | $c | $(tps $c -b tpcb-like) |"
+        psql -qX -c "DROP TRIGGER history_$t ON pgbench_history"
+    done
+    psql -qX -c "TRUNCATE websocket_message, plain_outbox" >/dev/null
 done
 for c in 8 32; do
-    for w in send_ws pg_notify outbox_insert logical_message; do
+    for w in send_ws pg_notify outbox_insert outbox_notify logical_message; do
         echo "| SELECT $w alone | $c | $(tps $c -f "$work/$w.sql") |"
     done
     psql -qX -c "TRUNCATE websocket_message, plain_outbox" >/dev/null

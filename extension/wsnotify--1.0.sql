@@ -217,8 +217,11 @@ $$;
 
 -- Delete messages older than wsnotify.retention, a bounded batch at a time
 -- so that no purge holds many row locks or runs long. Because sent_at grows
--- with id, what is purged is always a prefix of the ids: a cursor whose own
--- row still exists has lost nothing after it.
+-- with id, the expired messages are a prefix of the ids: look at the oldest
+-- `batch` rows only, never at the whole retention window, and a cursor whose
+-- own row still exists has lost nothing after it. One purger at a time
+-- (a transaction-level advisory lock, tried, never waited for): the others
+-- skip their turn rather than wait.
 CREATE FUNCTION @extschema@.wsnotify_purge(batch integer DEFAULT 10000)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
@@ -227,14 +230,20 @@ AS $$
 DECLARE
     horizon timestamptz :=
         now() - current_setting('wsnotify.retention')::interval;
+    boundary bigint;
     purged bigint;
 BEGIN
-    -- SKIP LOCKED: two purgers (bridges, senders) never wait for each other.
-    DELETE FROM @extschema@.websocket_message m
-    WHERE m.id IN (SELECT o.id FROM @extschema@.websocket_message o
-                   WHERE o.sent_at < horizon
-                   ORDER BY o.id LIMIT batch
-                   FOR UPDATE SKIP LOCKED);
+    IF NOT pg_try_advisory_xact_lock(hashtext('wsnotify_purge')) THEN
+        RETURN 0;
+    END IF;
+    SELECT max(o.id) INTO boundary
+    FROM (SELECT m.id, m.sent_at FROM @extschema@.websocket_message m
+          ORDER BY m.id LIMIT batch) AS o
+    WHERE o.sent_at < horizon;
+    IF boundary IS NULL THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM @extschema@.websocket_message m WHERE m.id <= boundary;
     GET DIAGNOSTICS purged = ROW_COUNT;
     RETURN purged;
 END
