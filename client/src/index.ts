@@ -1,0 +1,20 @@
+/*
+ * wsnotify-client: the browser client for wsnotify-bridge.
+ * `import { WSClient } from 'wsnotify-client'`; the React hook is in
+ * 'wsnotify-client/react'.  See docs/client.md.
+ */
+export {
+  WSClient, WSNOTIFY_V1, browserOnlineSource,
+} from './client.js';
+export type {
+  CloseInfo, GetToken, OnlineSource, Protocol, TokenRequest, WSClientOptions, WebSocketConstructor,
+  WebSocketLike,
+} from './client.js';
+export {
+  WSCloseEvent, WSErrorEvent, WSMessageEvent, WSReplyEvent, WSResetEvent, WSStateEvent,
+} from './events.js';
+export type { ConnectionState, WSClientEventMap, WSErrorKind } from './events.js';
+export { WSRequestError } from './errors.js';
+export { DEFAULT_BACKOFF, backoffCeiling, backoffDelay, resolveBackoff } from './backoff.js';
+export type { BackoffOptions } from './backoff.js';
+export { compareCursor, isDuplicate } from './cursor.js';
