@@ -13,6 +13,7 @@ MODULE_big   = wsnotify
 OBJS         = extension/wsnotify.o \
                extension/send.o \
                extension/routes.o \
+               extension/topics.o \
                extension/token.o
 DATA         = $(wildcard extension/wsnotify--*.sql)
 PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"

@@ -62,8 +62,8 @@
 typedef struct PendingMessage
 {
 	int			nest_level;		/* (sub)transaction that queued it */
-	char		kind;			/* 'u', 'c', 'b' or 'x', as in the outbox */
-	text	   *target;			/* user or connection id; NULL to all */
+	char		kind;			/* 'u', 'c', 'b', 't' or 'x', as in the outbox */
+	text	   *target;			/* user, connection or topic; NULL to all */
 	Jsonb	   *body;
 } PendingMessage;
 
@@ -95,12 +95,8 @@ static void SendSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 static void SendFlush(void);
 static void SendPurgeSometimes(void);
 static int64 SendWriteOutbox(Oid sequence);
-static void SendQueue(FunctionCallInfo fcinfo, char kind, text *target,
-					  Jsonb *body);
 static text *SendRequiredText(FunctionCallInfo fcinfo, int argno,
 							  const char *name);
-static Jsonb *SendRequiredMessage(FunctionCallInfo fcinfo, int argno);
-static void SendCheckWritable(const char *function_name);
 static void SendPreparePlans(Oid namespace);
 static int64 SendCountQuery(Oid namespace, SPIPlanPtr *plan, text *arg);
 
@@ -251,7 +247,7 @@ SendRequiredText(FunctionCallInfo fcinfo, int argno, const char *name)
 /*
  * Fetch the message argument: not NULL, and within wsnotify.max_message_size.
  */
-static Jsonb *
+Jsonb *
 SendRequiredMessage(FunctionCallInfo fcinfo, int argno)
 {
 	Jsonb	   *message;
@@ -276,7 +272,7 @@ SendRequiredMessage(FunctionCallInfo fcinfo, int argno)
 /*
  * Refuse early, with the function's name, what would fail at commit.
  */
-static void
+void
 SendCheckWritable(const char *function_name)
 {
 	PreventCommandIfReadOnly(function_name);
@@ -286,7 +282,7 @@ SendCheckWritable(const char *function_name)
 /*
  * Append a message to the transaction's queue.
  */
-static void
+void
 SendQueue(FunctionCallInfo fcinfo, char kind, text *target, Jsonb *body)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);

@@ -53,14 +53,15 @@ GRANT SELECT ON @extschema@.websocket_bridge TO PUBLIC;
 -- transaction, while it holds the lock that orders NOTIFY commits, so id
 -- order is commit order (see docs/design.md): a reader that has seen id N
 -- will never later see a smaller id appear. kind: 'u' to a user, 'c' to one
--- connection, 'b' to everyone, 'x' close one connection.
+-- connection, 'b' to everyone, 't' to a topic's subscribers, 'x' close one
+-- connection.
 CREATE SEQUENCE @extschema@.websocket_message_id_seq AS bigint;
 REVOKE ALL ON SEQUENCE @extschema@.websocket_message_id_seq FROM PUBLIC;
 
 CREATE TABLE @extschema@.websocket_message (
     id       bigint PRIMARY KEY,
     sent_at  timestamptz NOT NULL,
-    kind     "char" NOT NULL CHECK (kind IN ('u', 'c', 'b', 'x')),
+    kind     "char" NOT NULL CHECK (kind IN ('u', 'c', 'b', 't', 'x')),
     target   text,
     body     jsonb NOT NULL
 );
@@ -69,6 +70,20 @@ CREATE TABLE @extschema@.websocket_message (
 CREATE INDEX websocket_message_sent_at_idx
     ON @extschema@.websocket_message USING brin (sent_at);
 REVOKE ALL ON @extschema@.websocket_message FROM PUBLIC;
+
+-- Topic subscriptions; they go with their connection's row.
+CREATE TABLE @extschema@.websocket_subscription (
+    connection_id text NOT NULL
+        REFERENCES @extschema@.websocket_client (connection_id) ON DELETE CASCADE,
+    user_id       text NOT NULL,
+    topic         text NOT NULL,
+    subscribed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (connection_id, topic)
+);
+CREATE INDEX websocket_subscription_topic_idx
+    ON @extschema@.websocket_subscription (topic, user_id);
+REVOKE ALL ON @extschema@.websocket_subscription FROM PUBLIC;
+GRANT SELECT ON @extschema@.websocket_subscription TO PUBLIC;
 
 -- Route handlers, by route name ($connect, $disconnect, $default, an
 -- action). Written only through ws_route()/ws_unroute(); readable by all.
@@ -117,6 +132,41 @@ AS 'MODULE_PATHNAME', 'close_ws'
 LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.close_ws(text, integer, text) IS
     'close one connection at commit; false when it is gone';
+
+CREATE FUNCTION @extschema@.publish_ws(topic text, message jsonb)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'publish_ws'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.publish_ws(text, jsonb) IS
+    'queue a message for every connection subscribed to a topic; sent at commit';
+
+CREATE FUNCTION @extschema@.ws_subscribe(connection_id text, topic text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ws_subscribe'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.ws_subscribe(text, text) IS
+    'subscribe a live connection to a topic; false when it is gone';
+
+CREATE FUNCTION @extschema@.ws_unsubscribe(connection_id text, topic text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ws_unsubscribe'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.ws_unsubscribe(text, text) IS
+    'remove a subscription; false when there was none';
+
+CREATE FUNCTION @extschema@.ws_presence(topic text)
+RETURNS TABLE (user_id text, connections integer)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.user_id, count(*)::integer
+    FROM @extschema@.websocket_subscription s
+    WHERE s.topic = $1
+    GROUP BY s.user_id
+    ORDER BY s.user_id
+$$;
+COMMENT ON FUNCTION @extschema@.ws_presence(text) IS
+    'the users subscribed to a topic now, with their connection counts';
 
 CREATE FUNCTION @extschema@.verify_token(token text)
 RETURNS jsonb
@@ -345,10 +395,13 @@ $$;
 -- Messages after cursor `after` for connections of this bridge, in commit
 -- order, at most max_rows of them; the last row always has kind '.' and
 -- carries, as its id, the cursor to pass next time (everything up to it has
--- been seen, including messages for other bridges).
+-- been seen, including messages for other bridges). For a topic message
+-- (kind 't'), `connections` is a JSON array of this bridge's connections
+-- subscribed to it, so that the bridge keeps no subscription state.
 CREATE FUNCTION @extschema@.wsnotify_fetch(bridge_id text, after bigint,
                                            max_rows integer)
-RETURNS TABLE (id bigint, kind "char", target text, body text)
+RETURNS TABLE (id bigint, kind "char", target text, body text,
+               connections text)
 LANGUAGE sql STABLE STRICT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -359,7 +412,13 @@ AS $$
         ORDER BY m.id
         LIMIT $3
     ), mine AS (
-        SELECT b.id, b.kind, b.target, b.body::text AS body
+        SELECT b.id, b.kind, b.target, b.body::text AS body,
+               CASE WHEN b.kind = 't' THEN (
+                   SELECT jsonb_agg(s.connection_id ORDER BY s.connection_id)::text
+                   FROM @extschema@.websocket_subscription s
+                   JOIN @extschema@.websocket_client c USING (connection_id)
+                   WHERE s.topic = b.target AND c.bridge_id = $1)
+               END AS connections
         FROM batch b
         WHERE b.kind = 'b'
            OR (b.kind = 'u' AND EXISTS (
@@ -368,6 +427,10 @@ AS $$
            OR (b.kind IN ('c', 'x') AND EXISTS (
                    SELECT 1 FROM @extschema@.websocket_client c
                    WHERE c.connection_id = b.target AND c.bridge_id = $1))
+           OR (b.kind = 't' AND EXISTS (
+                   SELECT 1 FROM @extschema@.websocket_subscription s
+                   JOIN @extschema@.websocket_client c USING (connection_id)
+                   WHERE s.topic = b.target AND c.bridge_id = $1))
     )
     SELECT * FROM (SELECT * FROM mine ORDER BY id) AS ordered
     UNION ALL
@@ -376,7 +439,7 @@ AS $$
                                    FROM @extschema@.websocket_message m))
                 ELSE (SELECT max(batch.id) FROM batch)
            END,
-           '.', NULL, NULL;
+           '.', NULL, NULL, NULL;
 $$;
 
 REVOKE ALL ON FUNCTION
@@ -438,7 +501,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.wsnotify_restore(text, jsonb)
 TO wsnotify_bridge;
 
 -- A wsnotify.v1 client resumes from cursor `since`: the messages its user
--- was sent (to the user, or to everyone) after it, up to `upto` (the start
+-- was sent (to the user, to everyone, to the topics this connection is
+-- subscribed to by now, to this connection) after it, up to `upto` (the start
 -- cursor wsnotify_connect returned; live delivery covers what follows), in
 -- commit order. The cursor is the id of a message the client received; if
 -- that row is gone (purged: everything before it is gone too) or never
@@ -466,11 +530,87 @@ BEGIN
         SELECT m.id, m.kind, m.target, m.body::text
         FROM @extschema@.websocket_message m
         WHERE m.id > since AND m.id <= upto
-          AND (m.kind = 'b' OR (m.kind = 'u' AND m.target = resumed_user))
+          AND (m.kind = 'b'
+               OR (m.kind = 'u' AND m.target = resumed_user)
+               OR (m.kind = 'c' AND m.target = $1)
+               OR (m.kind = 't' AND m.target IN (
+                       SELECT s.topic FROM @extschema@.websocket_subscription s
+                       WHERE s.connection_id = $1)))
         ORDER BY m.id;
 END
 $$;
 
 REVOKE ALL ON FUNCTION @extschema@.wsnotify_replay(text, bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.wsnotify_replay(text, bigint, bigint)
+TO wsnotify_bridge;
+
+-- A client asked to subscribe ({"action": "subscribe", "topic": ...}): the
+-- $subscribe route decides (a handler returning true allows; anything else,
+-- or a RAISE, refuses with SQLSTATE 42501 and, for a RAISE, its message);
+-- without a $subscribe route only server-side subscriptions exist.
+CREATE FUNCTION @extschema@.wsnotify_client_subscribe(connection_id text,
+                                                      topic text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    conn jsonb;
+    verdict jsonb;
+    failed_state text;
+    failed_message text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.websocket_route r
+                   WHERE r.route = '$subscribe') THEN
+        RAISE EXCEPTION 'subscriptions are made by the server only'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Register a $subscribe route to let clients subscribe.';
+    END IF;
+    SELECT jsonb_build_object('connection_id', c.connection_id,
+                              'user_id', c.user_id, 'bridge_id', c.bridge_id,
+                              'connected_at', c.connected_at,
+                              'remote_addr', c.remote_addr,
+                              'user_agent', c.user_agent, 'claims', c.claims)
+    INTO conn
+    FROM @extschema@.websocket_client c WHERE c.connection_id = $1;
+    IF conn IS NULL THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        verdict := @extschema@.wsnotify_invoke_route('$subscribe', conn,
+            jsonb_build_object('action', 'subscribe', 'topic', topic));
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE,
+                                failed_message = MESSAGE_TEXT;
+        IF failed_state LIKE 'P0%' THEN
+            RAISE EXCEPTION '%', failed_message USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RAISE EXCEPTION 'subscription refused'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('The $subscribe handler failed with SQLSTATE %s: %s',
+                                  failed_state, failed_message);
+    END;
+    IF verdict IS DISTINCT FROM 'true'::jsonb THEN
+        RAISE EXCEPTION 'subscription to "%" refused', topic
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN @extschema@.ws_subscribe($1, topic);
+END
+$$;
+
+-- A client asked to unsubscribe; false when it was not subscribed.
+CREATE FUNCTION @extschema@.wsnotify_client_unsubscribe(connection_id text,
+                                                        topic text)
+RETURNS boolean
+LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@.ws_unsubscribe($1, $2) $$;
+
+REVOKE ALL ON FUNCTION
+    @extschema@.wsnotify_client_subscribe(text, text),
+    @extschema@.wsnotify_client_unsubscribe(text, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.wsnotify_client_subscribe(text, text),
+    @extschema@.wsnotify_client_unsubscribe(text, text)
 TO wsnotify_bridge;

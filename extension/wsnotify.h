@@ -12,6 +12,7 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "utils/jsonb.h"
 
 /* The NOTIFY channel a committing sender wakes the bridges on. */
@@ -42,6 +43,10 @@ extern Oid	WsnotifyTableOwner(Oid namespace, const char *relname);
 
 /*---- send.c ----*/
 extern void SendRegisterCallbacks(void);
+extern void SendQueue(FunctionCallInfo fcinfo, char kind, text *target,
+					  Jsonb *body);
+extern Jsonb *SendRequiredMessage(FunctionCallInfo fcinfo, int argno);
+extern void SendCheckWritable(const char *function_name);
 
 /*---- token.c ----*/
 extern Jsonb *TokenVerifyConfigured(const char *token);

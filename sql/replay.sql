@@ -8,11 +8,11 @@ SELECT send_ws('alice', '{"n": 1}');            -- id 1
 SELECT send_ws('bob', '{"n": 2}');              -- id 2
 SELECT broadcast_ws('{"n": 3}');                -- id 3
 SELECT send_ws('alice', '{"n": 4}');            -- id 4
-SELECT send_ws_connection('c1', '{"n": 5}');    -- id 5: that connection only
+SELECT send_ws_connection('c2', '{"n": 5}');    -- id 5: another connection's
 SELECT send_ws('alice', '{"n": 6}');            -- id 6
 
 -- From cursor 1 up to the start cursor 6: alice's and everyone's messages,
--- in order, once; not bob's, not the old connection's.
+-- in order, once; not bob's, not another connection's.
 SELECT * FROM wsnotify_replay('c1', 1, 6);
 -- Up to the start cursor only: what follows is live delivery's.
 SELECT * FROM wsnotify_replay('c1', 1, 4);

@@ -1,0 +1,188 @@
+/*-------------------------------------------------------------------------
+ *
+ * topics.c
+ *	  Topics: publish_ws() to every connection subscribed to a topic, and
+ *	  the server-side ws_subscribe() / ws_unsubscribe().
+ *
+ * Subscriptions are rows of websocket_subscription, which cascade away
+ * with their connection's websocket_client row (disconnect, reaping).  Any
+ * role may subscribe a live connection: that is the application's server
+ * side speaking (a $connect handler, a trigger).  Clients subscribe through
+ * the bridge, which asks the $subscribe route first.
+ *
+ * A topic name is 1 to TOPIC_NAME_MAX bytes of ASCII letters, digits and
+ * "_ - . : / @", so that it can be logged, put in a URL or a metric label
+ * without escaping.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "wsnotify.h"
+
+/* Longest topic name, in bytes. */
+#define TOPIC_NAME_MAX 128
+
+PG_FUNCTION_INFO_V1(publish_ws);
+PG_FUNCTION_INFO_V1(ws_subscribe);
+PG_FUNCTION_INFO_V1(ws_unsubscribe);
+
+static char *TopicArgument(FunctionCallInfo fcinfo, int argno);
+static int64 TopicExec(Oid namespace, const char *sql, int nargs,
+					   Datum *values, bool as_owner);
+
+/*
+ * publish_ws(topic text, message jsonb) returns integer
+ *
+ * Queue a message for every connection subscribed to the topic when the
+ * transaction commits; return how many are subscribed now.
+ */
+Datum
+publish_ws(PG_FUNCTION_ARGS)
+{
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	char	   *topic = TopicArgument(fcinfo, 0);
+	Jsonb	   *message = SendRequiredMessage(fcinfo, 1);
+	Datum		values[1];
+
+	SendCheckWritable("publish_ws()");
+	SendQueue(fcinfo, 't', cstring_to_text(topic), message);
+	values[0] = CStringGetTextDatum(topic);
+	PG_RETURN_INT32((int32) TopicExec(namespace,
+									  psprintf("SELECT count(*) FROM %s WHERE topic = $1",
+											   WsnotifyQualifiedName(namespace, "websocket_subscription")),
+									  1, values, false));
+}
+
+/*
+ * ws_subscribe(connection_id text, topic text) returns boolean
+ *
+ * Subscribe a live connection to a topic (again is fine); false when the
+ * connection is not live.
+ */
+Datum
+ws_subscribe(PG_FUNCTION_ARGS)
+{
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	char	   *topic;
+	Datum		values[2];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("connection_id must not be null")));
+	topic = TopicArgument(fcinfo, 1);
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = CStringGetTextDatum(topic);
+	TopicExec(namespace,
+			  psprintf("INSERT INTO %s (connection_id, user_id, topic) "
+					   "SELECT c.connection_id, c.user_id, $2 FROM %s c "
+					   "WHERE c.connection_id = $1 "
+					   "ON CONFLICT (connection_id, topic) DO NOTHING",
+					   WsnotifyQualifiedName(namespace, "websocket_subscription"),
+					   WsnotifyQualifiedName(namespace, "websocket_client")),
+			  2, values, true);
+	PG_RETURN_BOOL(TopicExec(namespace,
+							 psprintf("SELECT 1 FROM %s WHERE connection_id = $1 AND topic = $2",
+									  WsnotifyQualifiedName(namespace, "websocket_subscription")),
+							 2, values, false) > 0);
+}
+
+/*
+ * ws_unsubscribe(connection_id text, topic text) returns boolean
+ *
+ * Remove a subscription; false when there was none.
+ */
+Datum
+ws_unsubscribe(PG_FUNCTION_ARGS)
+{
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	char	   *topic;
+	Datum		values[2];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("connection_id must not be null")));
+	topic = TopicArgument(fcinfo, 1);
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = CStringGetTextDatum(topic);
+	PG_RETURN_BOOL(TopicExec(namespace,
+							 psprintf("DELETE FROM %s WHERE connection_id = $1 AND topic = $2",
+									  WsnotifyQualifiedName(namespace, "websocket_subscription")),
+							 2, values, true) > 0);
+}
+
+/*
+ * Fetch a topic argument: not NULL, and a valid topic name.
+ */
+static char *
+TopicArgument(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *topic;
+	const char *p;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("topic must not be null")));
+	topic = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	for (p = topic; *p; p++)
+		if (!(isascii((unsigned char) *p) && (isalnum((unsigned char) *p) ||
+											  strchr("_-.:/@", *p))))
+			break;
+	if (*p != '\0' || p == topic || p - topic > TOPIC_NAME_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid topic name"),
+				 errdetail("A topic is 1 to %d ASCII letters, digits, \"_\", \"-\", \".\", \":\", \"/\" or \"@\".",
+						   TOPIC_NAME_MAX)));
+	return topic;
+}
+
+/*
+ * Run one statement on the extension's tables (as their owner when
+ * as_owner, so callers need no grant); return the count(*) it selected, or
+ * the number of rows it changed.
+ */
+static int64
+TopicExec(Oid namespace, const char *sql, int nargs, Datum *values,
+		  bool as_owner)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Oid			saved_user;
+	int			saved_context;
+	int			rc;
+	int64		result;
+	bool		isnull;
+
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	if (as_owner)
+		SetUserIdAndSecContext(WsnotifyTableOwner(namespace, "websocket_subscription"),
+							   saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	if (rc == SPI_OK_SELECT && SPI_processed == 1 &&
+		SPI_tuptable->tupdesc->natts == 1 &&
+		SPI_gettypeid(SPI_tuptable->tupdesc, 1) == INT8OID)
+		result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	else
+		result = (int64) SPI_processed;
+	SPI_finish();
+	SetUserIdAndSecContext(saved_user, saved_context);
+	return result;
+}
