@@ -85,6 +85,25 @@ CREATE INDEX websocket_subscription_topic_idx
 REVOKE ALL ON @extschema@.websocket_subscription FROM PUBLIC;
 GRANT SELECT ON @extschema@.websocket_subscription TO PUBLIC;
 
+-- Topics marked with ws_topic_presence() get join/leave frames.
+CREATE TABLE @extschema@.websocket_topic (
+    topic     text PRIMARY KEY,
+    presence  boolean NOT NULL DEFAULT false
+);
+REVOKE ALL ON @extschema@.websocket_topic FROM PUBLIC;
+GRANT SELECT ON @extschema@.websocket_topic TO PUBLIC;
+
+-- Users whose last subscription to a presence topic went away, waiting out
+-- wsnotify.presence_debounce before their leave frame; a user who comes back
+-- meanwhile (a reconnect blip) is taken off and no frame is sent at all.
+CREATE TABLE @extschema@.websocket_presence_leaving (
+    topic    text NOT NULL,
+    user_id  text NOT NULL,
+    left_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (topic, user_id)
+);
+REVOKE ALL ON @extschema@.websocket_presence_leaving FROM PUBLIC;
+
 -- Route handlers, by route name ($connect, $disconnect, $default, an
 -- action). Written only through ws_route()/ws_unroute(); readable by all.
 -- handler is the function's signature text (not regprocedure, which
@@ -168,6 +187,75 @@ $$;
 COMMENT ON FUNCTION @extschema@.ws_presence(text) IS
     'the users subscribed to a topic now, with their connection counts';
 
+CREATE FUNCTION @extschema@.ws_topic_presence(topic text,
+                                              enabled boolean DEFAULT true)
+RETURNS void
+LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO @extschema@.websocket_topic AS t (topic, presence)
+    VALUES ($1, $2)
+    ON CONFLICT (topic) DO UPDATE SET presence = $2;
+$$;
+COMMENT ON FUNCTION @extschema@.ws_topic_presence(text, boolean) IS
+    'send join/leave frames to a topic''s subscribers (debounced leaves)';
+
+-- A user's first subscription to a presence topic publishes a join, unless
+-- the user was only gone for a blip (a pending leave is cancelled instead).
+CREATE FUNCTION @extschema@.wsnotify_presence_subscribed()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.websocket_topic t
+                   WHERE t.topic = NEW.topic AND t.presence) THEN
+        RETURN NULL;
+    END IF;
+    -- Two connections of one user subscribing at once: one join.
+    PERFORM pg_advisory_xact_lock(hashtext(NEW.topic), hashtext(NEW.user_id));
+    DELETE FROM @extschema@.websocket_presence_leaving l
+    WHERE l.topic = NEW.topic AND l.user_id = NEW.user_id;
+    IF FOUND OR EXISTS (SELECT 1 FROM @extschema@.websocket_subscription s
+                        WHERE s.topic = NEW.topic AND s.user_id = NEW.user_id
+                          AND s.connection_id <> NEW.connection_id) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM @extschema@.publish_ws(NEW.topic,
+        jsonb_build_object('presence', 'join', 'topic', NEW.topic,
+                           'user_id', NEW.user_id));
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER presence_subscribed AFTER INSERT ON @extschema@.websocket_subscription
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.wsnotify_presence_subscribed();
+
+-- A user's last subscription to a presence topic going away starts the
+-- debounce of its leave.
+CREATE FUNCTION @extschema@.wsnotify_presence_unsubscribed()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.websocket_topic t
+                   WHERE t.topic = OLD.topic AND t.presence) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext(OLD.topic), hashtext(OLD.user_id));
+    IF EXISTS (SELECT 1 FROM @extschema@.websocket_subscription s
+               WHERE s.topic = OLD.topic AND s.user_id = OLD.user_id) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO @extschema@.websocket_presence_leaving AS l (topic, user_id)
+    VALUES (OLD.topic, OLD.user_id)
+    ON CONFLICT (topic, user_id) DO UPDATE SET left_at = now();
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER presence_unsubscribed AFTER DELETE ON @extschema@.websocket_subscription
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.wsnotify_presence_unsubscribed();
+
 CREATE FUNCTION @extschema@.verify_token(token text)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'verify_token'
@@ -237,8 +325,9 @@ END
 $$;
 
 -- A bridge is alive: record it, reap the rows of bridges silent for longer
--- than reap_after, and purge messages older than wsnotify.retention.
--- Returns the number of connection rows reaped.
+-- than reap_after (running $disconnect for each), publish the presence
+-- leaves whose debounce has passed, and purge messages older than
+-- wsnotify.retention. Returns the number of connection rows reaped.
 CREATE FUNCTION @extschema@.wsnotify_heartbeat(bridge_id text,
                                                reap_after interval)
 RETURNS integer
@@ -246,23 +335,75 @@ LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    reaped integer;
+    reaped integer := 0;
+    gone @extschema@.websocket_client;
 BEGIN
     INSERT INTO @extschema@.websocket_bridge AS b (bridge_id)
         VALUES ($1)
         ON CONFLICT ON CONSTRAINT websocket_bridge_pkey
         DO UPDATE SET heartbeat_at = now();
-    WITH dead AS (
-        DELETE FROM @extschema@.websocket_bridge b
-        WHERE b.heartbeat_at < now() - reap_after AND b.bridge_id <> $1
-        RETURNING b.bridge_id
-    )
-    DELETE FROM @extschema@.websocket_client c
-    USING dead WHERE c.bridge_id = dead.bridge_id;
-    GET DIAGNOSTICS reaped = ROW_COUNT;
+    FOR gone IN
+        WITH dead AS (
+            DELETE FROM @extschema@.websocket_bridge b
+            WHERE b.heartbeat_at < now() - reap_after AND b.bridge_id <> $1
+            RETURNING b.bridge_id
+        )
+        DELETE FROM @extschema@.websocket_client c
+        USING dead WHERE c.bridge_id = dead.bridge_id
+        RETURNING c.*
+    LOOP
+        reaped := reaped + 1;
+        PERFORM @extschema@.wsnotify_run_disconnect(gone);
+    END LOOP;
+    PERFORM @extschema@.wsnotify_publish_leaves();
     PERFORM @extschema@.wsnotify_purge();
     RETURN reaped;
 END
+$$;
+
+-- Run the $disconnect handler, if any, for a connection row just deleted;
+-- its errors become warnings.
+CREATE FUNCTION @extschema@.wsnotify_run_disconnect(gone @extschema@.websocket_client)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    failed_message text;
+BEGIN
+    PERFORM @extschema@.wsnotify_invoke_route('$disconnect',
+        jsonb_build_object('connection_id', gone.connection_id,
+                           'user_id', gone.user_id,
+                           'bridge_id', gone.bridge_id,
+                           'connected_at', gone.connected_at,
+                           'remote_addr', gone.remote_addr,
+                           'user_agent', gone.user_agent,
+                           'claims', gone.claims),
+        '{}'::jsonb);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS failed_message = MESSAGE_TEXT;
+    RAISE WARNING 'the $disconnect handler failed: %', failed_message;
+END
+$$;
+
+-- Publish the leave frames of users gone from a presence topic for longer
+-- than wsnotify.presence_debounce.
+CREATE FUNCTION @extschema@.wsnotify_publish_leaves()
+RETURNS integer
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH due AS (
+        DELETE FROM @extschema@.websocket_presence_leaving l
+        WHERE l.left_at < now() - current_setting('wsnotify.presence_debounce')::interval
+        RETURNING l.topic, l.user_id
+    )
+    SELECT count(@extschema@.publish_ws(due.topic,
+               jsonb_build_object('presence', 'leave', 'topic', due.topic,
+                                  'user_id', due.user_id)))::integer
+    FROM due
+    WHERE NOT EXISTS (SELECT 1 FROM @extschema@.websocket_subscription s
+                      WHERE s.topic = due.topic AND s.user_id = due.user_id);
 $$;
 
 -- Delete messages older than wsnotify.retention, a bounded batch at a time
@@ -367,27 +508,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     gone @extschema@.websocket_client;
-    failed_message text;
 BEGIN
     DELETE FROM @extschema@.websocket_client c WHERE c.connection_id = $1
         RETURNING * INTO gone;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    BEGIN
-        PERFORM @extschema@.wsnotify_invoke_route('$disconnect',
-            jsonb_build_object('connection_id', gone.connection_id,
-                               'user_id', gone.user_id,
-                               'bridge_id', gone.bridge_id,
-                               'connected_at', gone.connected_at,
-                               'remote_addr', gone.remote_addr,
-                               'user_agent', gone.user_agent,
-                               'claims', gone.claims),
-            '{}'::jsonb);
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS failed_message = MESSAGE_TEXT;
-        RAISE WARNING 'the $disconnect handler failed: %', failed_message;
-    END;
+    PERFORM @extschema@.wsnotify_run_disconnect(gone);
     RETURN true;
 END
 $$;
@@ -450,7 +577,9 @@ REVOKE ALL ON FUNCTION
     @extschema@.wsnotify_disconnect(text),
     @extschema@.wsnotify_fetch(text, bigint, integer),
     @extschema@.wsnotify_invoke(text, jsonb),
-    @extschema@.wsnotify_invoke_route(text, jsonb, jsonb)
+    @extschema@.wsnotify_invoke_route(text, jsonb, jsonb),
+    @extschema@.wsnotify_run_disconnect(@extschema@.websocket_client),
+    @extschema@.wsnotify_publish_leaves()
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     @extschema@.wsnotify_bridge_start(text),

@@ -43,6 +43,7 @@ int			wsnotify_jwt_max_length = 8192;
 char	   *wsnotify_user_claim = NULL;
 int			wsnotify_max_message_size = 8 * 1024 * 1024;
 int			wsnotify_retention = 300;
+int			wsnotify_presence_debounce = 5;
 char	   *wsnotify_connection_id = NULL;
 char	   *wsnotify_user_id = NULL;
 char	   *wsnotify_claims = NULL;
@@ -165,6 +166,13 @@ DefineDeliverySettings(void)
 							"How long sent messages are kept for clients that resume.",
 							NULL,
 							&wsnotify_retention, 300, 0, 7 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wsnotify.presence_debounce",
+							"How long a user must stay gone from a presence topic before the leave frame.",
+							"A user back within it (a reconnect blip) gets neither a leave nor a join frame.",
+							&wsnotify_presence_debounce, 5, 0, 3600,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 }

@@ -30,6 +30,7 @@ extern int	wsnotify_jwt_max_length;
 extern char *wsnotify_user_claim;
 extern int	wsnotify_max_message_size;
 extern int	wsnotify_retention;
+extern int	wsnotify_presence_debounce;
 extern char *wsnotify_connection_id;
 extern char *wsnotify_user_id;
 extern char *wsnotify_claims;

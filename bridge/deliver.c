@@ -1,0 +1,368 @@
+/*
+ * deliver.c: fetch the outbox and fan messages out to the send queues.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <utlist.h>
+
+#include "config.h"
+#include "db.h"
+#include "deliver.h"
+#include "log.h"
+#include "metrics.h"
+#include "raw.h"
+#include "registry.h"
+
+static int64_t cursor;			/* everything up to here is seen */
+static int64_t notified;		/* highest id announced by NOTIFY */
+static bool started;			/* bridge_start answered */
+static bool fetch_inflight, fetch_again;
+static uint64_t notify_ms;		/* first NOTIFY not yet fetched */
+static lws_sorted_usec_list_t heartbeat_sul, poll_sul;
+
+static void deliver_fetch(void);
+
+/* True once wsnotify_bridge_start has answered. */
+bool
+deliver_started(void)
+{
+	return started && db_ready();
+}
+
+/* Current cursor. */
+int64_t
+deliver_cursor(void)
+{
+	return cursor;
+}
+
+/* Queue one message for every connection of a user above its start cursor. */
+static void
+deliver_user(const char *user, struct payload *p, int64_t id)
+{
+	struct conn *c, *tmp;
+
+	DL_FOREACH_SAFE2(registry_user(user), c, tmp, unext)
+		if (id > c->start_id)
+			conn_enqueue(c, p, id);
+}
+
+/* Queue one message for every connection above its start cursor. */
+static void
+deliver_all(struct payload *p, int64_t id)
+{
+	struct conn *c, *tmp;
+
+	HASH_ITER(hh, registry_all(), c, tmp)
+		if (id > c->start_id)
+			conn_enqueue(c, p, id);
+}
+
+/* A close row: {"code": n, "reason": s} for one connection. */
+static void
+deliver_close(struct conn *c, const char *body)
+{
+	json_t *j = json_loads(body, 0, NULL);
+	json_t *code = j ? json_object_get(j, "code") : NULL;
+	json_t *reason = j ? json_object_get(j, "reason") : NULL;
+	int n = json_is_integer(code) ? (int) json_integer_value(code) : 1000;
+
+	/* only codes an endpoint may send (RFC 6455 7.4): others become 1000 */
+	if (n < 1000 || n > 4999 || (n >= 1004 && n <= 1006) || (n >= 1015 && n < 3000))
+		n = 1000;
+	conn_enqueue_close(c, n, json_is_string(reason) ? json_string_value(reason) : "");
+	json_decref(j);
+}
+
+/* Dispatch one fetched row by kind. */
+static void
+deliver_row(int64_t id, char kind, const char *target, const char *body)
+{
+	struct payload *p;
+	struct conn *c;
+
+	metrics.rows_fetched++;
+	if (kind == 'x') {
+		c = target ? registry_find(target) : NULL;
+		if (c && id > c->start_id)
+			deliver_close(c, body);
+		return;
+	}
+	p = payload_new(body, strlen(body));
+	if (kind == 'u' && target)
+		deliver_user(target, p, id);
+	else if (kind == 'b')
+		deliver_all(p, id);
+	else if (kind == 'c' && target && (c = registry_find(target)) && id > c->start_id)
+		conn_enqueue(c, p, id);
+	payload_unref(p);
+}
+
+/* The answer of wsnotify_fetch. */
+static void
+deliver_fetch_done(PGresult *res, void *arg)
+{
+	int64_t before = cursor;
+	int rows;
+
+	(void) arg;
+	fetch_inflight = false;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		if (res) {
+			char msg[256];
+
+			db_errmsg(res, msg, sizeof(msg));
+			log_error("wsnotify_fetch failed (SQLSTATE %s): %s", db_sqlstate(res), msg);
+		}
+		return;
+	}
+	rows = PQntuples(res);
+	for (int i = 0; i < rows; i++) {
+		int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		char kind = PQgetvalue(res, i, 1)[0];
+
+		if (kind == '.') {
+			if (id > cursor)
+				cursor = id;
+			continue;
+		}
+		deliver_row(id, kind, PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
+			    PQgetvalue(res, i, 3));
+	}
+	if (notify_ms && rows > 1) {
+		metrics_lag((double) (now_ms() - notify_ms) / 1000.0);
+	}
+	notify_ms = 0;
+	if (cursor == before && notified > cursor)
+		notified = cursor;	/* announced id not visible: stop chasing it */
+	if (fetch_again || notified > cursor) {
+		fetch_again = false;
+		deliver_fetch();
+	}
+}
+
+/* Run wsnotify_fetch unless one is already in flight. */
+static void
+deliver_fetch(void)
+{
+	char after[24], batch[24];
+	const char *params[3] = {cf_bridge_id, after, batch};
+
+	if (!started || !db_ready())
+		return;
+	if (fetch_inflight) {
+		fetch_again = true;
+		return;
+	}
+	snprintf(after, sizeof(after), "%" PRId64, cursor);
+	snprintf(batch, sizeof(batch), "%lld", cf_fetch_batch);
+	if (db_query("SELECT id, kind, target, body FROM wsnotify_fetch($1, $2, $3)",
+		     3, params, deliver_fetch_done, NULL, 0)) {
+		fetch_inflight = true;
+		metrics.fetches++;
+	}
+}
+
+/* A NOTIFY wsnotify arrived. */
+void
+deliver_on_notify(const char *payload)
+{
+	int64_t id = payload ? strtoll(payload, NULL, 10) : 0;
+
+	if (id > notified)
+		notified = id;
+	if (!notify_ms)
+		notify_ms = now_ms();
+	deliver_fetch();
+}
+
+/* Answer of LISTEN. */
+static void
+deliver_listen_done(PGresult *res, void *arg)
+{
+	(void) arg;
+	if (res && PQresultStatus(res) != PGRES_COMMAND_OK) {
+		char msg[256];
+
+		db_errmsg(res, msg, sizeof(msg));
+		log_error("LISTEN wsnotify failed: %s", msg);
+	}
+}
+
+/* Answer of wsnotify_bridge_start: the cursor to start from. */
+static void
+deliver_start_done(PGresult *res, void *arg)
+{
+	char msg[256];
+
+	(void) arg;
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		db_errmsg(res, msg, sizeof(msg));
+		log_error("wsnotify_bridge_start failed (SQLSTATE %s): %s; is the extension installed and the role a member of wsnotify_bridge?",
+			  db_sqlstate(res), msg);
+		db_reset("bridge start failed");
+		return;
+	}
+	cursor = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	started = true;
+	log_info("bridge %s started: reaped %s rows of its previous life, cursor %" PRId64,
+		 cf_bridge_id, PQgetvalue(res, 0, 0), cursor);
+	deliver_fetch();
+}
+
+/* Answer of wsnotify_restore. */
+static void
+deliver_restore_done(PGresult *res, void *arg)
+{
+	char msg[256];
+
+	(void) arg;
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		db_errmsg(res, msg, sizeof(msg));
+		log_error("wsnotify_restore failed (SQLSTATE %s): %s", db_sqlstate(res), msg);
+	} else if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+		log_warn("restored %s connection rows reaped while the database was unreachable",
+			 PQgetvalue(res, 0, 0));
+	started = true;
+	deliver_fetch();
+}
+
+/* JSON array of the live connections, for wsnotify_restore. */
+static char *
+deliver_connections_json(void)
+{
+	json_t *arr = json_array();
+	struct conn *c, *tmp;
+	char *s;
+
+	HASH_ITER(hh, registry_all(), c, tmp) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "connection_id", json_string(c->id));
+		json_object_set_new(o, "user_id", json_string(c->user_id));
+		json_object_set_new(o, "connected_at", json_string(c->connected_at));
+		if (c->remote_addr)
+			json_object_set_new(o, "remote_addr", json_string(c->remote_addr));
+		if (c->user_agent)
+			json_object_set_new(o, "user_agent", json_string(c->user_agent));
+		if (c->claims)
+			json_object_set_new(o, "claims", json_loads(c->claims, 0, NULL));
+		if (c->expires_at > 0)
+			json_object_set_new(o, "expires_at", json_real(c->expires_at));
+		json_array_append_new(arr, o);
+	}
+	s = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return s;
+}
+
+/* The database connection is ready: LISTEN, start or restore, then fetch. */
+void
+deliver_on_ready(bool first)
+{
+	const char *p1[1] = {cf_bridge_id};
+
+	(void) first;
+	fetch_inflight = false;
+	db_query("LISTEN wsnotify", 0, NULL, deliver_listen_done, NULL, 0);
+	if (!started) {
+		db_query("SELECT reaped, last_id FROM wsnotify_bridge_start($1)", 1, p1,
+			 deliver_start_done, NULL, 0);
+	} else {
+		char *json = deliver_connections_json();
+		const char *p2[2] = {cf_bridge_id, json};
+
+		db_query("SELECT wsnotify_restore($1, $2::jsonb)", 2, p2,
+			 deliver_restore_done, NULL, 0);
+		free(json);
+	}
+}
+
+/* The database connection was lost. */
+void
+deliver_on_lost(void)
+{
+	fetch_inflight = false;
+	fetch_again = false;
+}
+
+/* Answer of wsnotify_disconnect. */
+static void
+deliver_disconnect_done(PGresult *res, void *arg)
+{
+	(void) arg;
+	if (res && PQresultStatus(res) != PGRES_TUPLES_OK) {
+		char msg[256];
+
+		db_errmsg(res, msg, sizeof(msg));
+		log_error("wsnotify_disconnect failed (SQLSTATE %s): %s", db_sqlstate(res), msg);
+	}
+}
+
+/* The connection's row is gone: run wsnotify_disconnect (kept across reconnects). */
+void
+deliver_disconnect(const char *connection_id)
+{
+	const char *p[1] = {connection_id};
+
+	db_query("SELECT wsnotify_disconnect($1)", 1, p, deliver_disconnect_done, NULL, DB_RETRY);
+}
+
+/* Answer of wsnotify_heartbeat. */
+static void
+deliver_heartbeat_done(PGresult *res, void *arg)
+{
+	(void) arg;
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		char msg[256];
+
+		db_errmsg(res, msg, sizeof(msg));
+		log_error("wsnotify_heartbeat failed (SQLSTATE %s): %s", db_sqlstate(res), msg);
+	} else if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+		log_info("heartbeat reaped %s connection rows of dead bridges", PQgetvalue(res, 0, 0));
+}
+
+/* Timer: record liveness and reap dead bridges. */
+static void
+deliver_heartbeat_cb(lws_sorted_usec_list_t *sul)
+{
+	char reap[32];
+	const char *p[2] = {cf_bridge_id, reap};
+
+	if (started && db_ready()) {
+		snprintf(reap, sizeof(reap), "%lld milliseconds", cf_reap_after);
+		db_query("SELECT wsnotify_heartbeat($1, $2::interval)", 2, p,
+			 deliver_heartbeat_done, NULL, 0);
+	}
+	lws_sul_schedule(main_context, 0, sul, deliver_heartbeat_cb,
+			 (lws_usec_t) cf_heartbeat_interval * 1000);
+}
+
+/* Timer: the safety-net fetch. */
+static void
+deliver_poll_cb(lws_sorted_usec_list_t *sul)
+{
+	deliver_fetch();
+	lws_sul_schedule(main_context, 0, sul, deliver_poll_cb,
+			 (lws_usec_t) (cf_poll_interval > 0 ? cf_poll_interval : 1000) * 1000);
+}
+
+/* Timers: heartbeat and safety-net poll. */
+void
+deliver_start_timers(void)
+{
+	lws_sul_schedule(main_context, 0, &heartbeat_sul, deliver_heartbeat_cb,
+			 (lws_usec_t) cf_heartbeat_interval * 1000);
+	lws_sul_schedule(main_context, 0, &poll_sul, deliver_poll_cb,
+			 (lws_usec_t) (cf_poll_interval > 0 ? cf_poll_interval : 1000) * 1000);
+}

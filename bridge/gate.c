@@ -1,0 +1,639 @@
+/*
+ * gate.c: accept, read the request head, authorize through the database,
+ * then refuse with an HTTP status or hand the socket to libwebsockets.
+ * See gate.h for why the bridge does this itself.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <utlist.h>
+
+#include "config.h"
+#include "db.h"
+#include "deliver.h"
+#include "gate.h"
+#include "log.h"
+#include "main.h"
+#include "metrics.h"
+#include "raw.h"
+#include "registry.h"
+#include "request.h"
+
+struct gate {
+	struct gate *next, *prev;
+	struct lws *wsi;		/* NULL once the client side is done */
+	int fd;
+	struct raw_tag tag;
+	char *buf;
+	size_t len, cap;
+	bool waiting;			/* wsnotify_connect in flight */
+	uint64_t started_ms;
+	char conn_id[40];
+	char remote[64];
+	char path[256];			/* request path, token scrubbed */
+	char user_agent[256];
+	bool envelope;			/* asked for wsnotify.v1 */
+	bool resume;			/* with ?since= */
+	char since[24];
+};
+
+static struct gate *gates;
+
+static void gate_replay(struct conn *c, const char *since);
+static int gates_waiting;
+static int listen_fd = -1, listen_port;
+static struct lws *listen_wsi;
+static struct raw_tag listen_tag = {RAW_MAGIC, RAW_LISTEN, NULL};
+static struct conn *handoff_conn;
+static int handoff_fd = -1;
+
+/* Upgrades waiting for the database. */
+int
+gate_pending(void)
+{
+	return gates_waiting;
+}
+
+/* The port actually bound. */
+int
+gate_port(void)
+{
+	return listen_port;
+}
+
+/* Record the port bound by another listener (TLS). */
+void
+gate_set_port(int port)
+{
+	listen_port = port;
+}
+
+/* Split "host:port" or "[v6]:port". */
+static bool
+gate_split_listen(const char *s, char *host, size_t hn, char *port, size_t pn)
+{
+	const char *colon = strrchr(s, ':');
+
+	if (!colon || !colon[1])
+		return false;
+	if (s[0] == '[' && colon > s && colon[-1] == ']')
+		snprintf(host, hn, "%.*s", (int) (colon - s - 2), s + 1);
+	else
+		snprintf(host, hn, "%.*s", (int) (colon - s), s);
+	snprintf(port, pn, "%s", colon + 1);
+	return true;
+}
+
+/* Open the listening socket on cf_listen; false with a logged reason. */
+bool
+gate_listen(void)
+{
+	struct addrinfo hints = {0}, *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[256], port[16];
+	int one = 1, rc;
+
+	if (!gate_split_listen(cf_listen, host, sizeof(host), port, sizeof(port))) {
+		log_error("listen: \"%s\" is not HOST:PORT", cf_listen);
+		return false;
+	}
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+	if (rc != 0) {
+		log_error("listen: cannot resolve \"%s\": %s", cf_listen, gai_strerror(rc));
+		return false;
+	}
+	listen_fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (listen_fd < 0 ||
+	    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(listen_fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(listen_fd, 4096) < 0) {
+		log_error("listen: cannot listen on %s: %s", cf_listen, strerror(errno));
+		freeaddrinfo(ai);
+		return false;
+	}
+	freeaddrinfo(ai);
+	getsockname(listen_fd, (struct sockaddr *) &ss, &sl);
+	listen_port = ntohs(ss.ss_family == AF_INET6 ?
+			    ((struct sockaddr_in6 *) &ss)->sin6_port :
+			    ((struct sockaddr_in *) &ss)->sin_port);
+	listen_wsi = raw_adopt(listen_fd, &listen_tag);
+	if (!listen_wsi) {
+		log_error("listen: cannot add the listening socket to the loop");
+		return false;
+	}
+	log_info("listening on %s (port %d)", cf_listen, listen_port);
+	return true;
+}
+
+/* Stop accepting (drain). */
+void
+gate_close_listener(void)
+{
+	if (listen_wsi)
+		raw_drop(listen_wsi);
+	listen_wsi = NULL;
+}
+
+/* Forget a gate: drop its socket (if still ours) and free it. */
+static void
+gate_free(struct gate *g)
+{
+	if (g->wsi)
+		raw_drop(g->wsi);
+	DL_DELETE(gates, g);
+	free(g->buf);
+	free(g);
+}
+
+/* Release the client side; the gate itself lives on while a query is in flight. */
+static void
+gate_done(struct gate *g)
+{
+	if (g->waiting) {
+		if (g->wsi)
+			raw_drop(g->wsi);
+		g->wsi = NULL;
+		return;
+	}
+	gate_free(g);
+}
+
+/* Write an HTTP refusal with a plain-text reason, log it, count it. */
+static void
+gate_refuse(struct gate *g, int status, enum auth_failure why, const char *reason)
+{
+	static const struct { int code; const char *text; } names[] = {
+		{400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
+		{431, "Request Header Fields Too Large"}, {503, "Service Unavailable"}};
+	const char *text = "Error";
+	char resp[1024];
+	int n;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].code == status)
+			text = names[i].text;
+	metrics.auth_failures[why]++;
+	log_info("refused upgrade from %s %s%s%s: %d %s (%s)", g->remote, g->path,
+		 g->conn_id[0] ? " connection " : "", g->conn_id, status,
+		 metrics_auth_reason(why), reason);
+	if (!g->wsi)
+		return;
+	n = snprintf(resp, sizeof(resp),
+		     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+		     "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s\n",
+		     status, text, strlen(reason) + 1,
+		     status == 401 ? "WWW-Authenticate: Bearer\r\n" : "", reason);
+	if (write(g->fd, resp, (size_t) n) < 0)
+		log_debug("refusal to %s not written: %s", g->remote, strerror(errno));
+}
+
+/* Hand the socket and the bytes read so far to lws (c: authorized connection or NULL). */
+static void
+gate_handoff(struct gate *g, struct conn *c)
+{
+	int nfd = dup(g->fd);
+	struct lws *w;
+
+	if (nfd < 0) {
+		log_error("connection %s: dup failed: %s", g->conn_id, strerror(errno));
+		if (c) {
+			deliver_disconnect(c->id);
+			registry_remove(c);
+		}
+		gate_free(g);
+		return;
+	}
+	handoff_conn = c;
+	handoff_fd = nfd;
+	w = lws_adopt_socket_vhost_readbuf(main_vhost, nfd, g->buf, g->len);
+	handoff_conn = NULL;
+	handoff_fd = -1;
+	if (c && (!w || !c->claimed)) {
+		log_warn("connection %s: libwebsockets did not take the socket", c->id);
+		deliver_disconnect(c->id);
+		registry_remove(c);
+	}
+	gate_free(g);
+}
+
+/* The connection handed to lws for this wsi, claimed on its first callback. */
+struct conn *
+gate_handoff_conn(struct lws *wsi)
+{
+	struct conn *c = handoff_conn;
+
+	if (!c || c->claimed || lws_get_socket_fd(wsi) != handoff_fd)
+		return NULL;
+	c->claimed = true;
+	return c;
+}
+
+/* Map a wsnotify_connect error to a status; reason gets the client's text. */
+static int
+gate_error_status(const PGresult *res, enum auth_failure *why, char *reason, size_t n)
+{
+	const char *st = db_sqlstate(res);
+	char msg[256];
+
+	db_errmsg(res, msg, sizeof(msg));
+	if (!strncmp(st, "28", 2)) {
+		*why = AUTH_INVALID_TOKEN;
+		snprintf(reason, n, "%s", msg);
+		return 401;
+	}
+	if (!strcmp(st, "23502")) {
+		*why = AUTH_INVALID_TOKEN;
+		snprintf(reason, n, "token carries no user id");
+		return 401;
+	}
+	if (!strncmp(st, "P0", 2) || !strcmp(st, "42501")) {
+		*why = AUTH_REFUSED;
+		snprintf(reason, n, "%s", msg);
+		return 403;
+	}
+	*why = AUTH_DB_UNAVAILABLE;
+	log_error("wsnotify_connect failed (SQLSTATE %s): %s", st, msg);
+	snprintf(reason, n, "database error");
+	return 503;
+}
+
+/* The $connect handler's result: the first frame the client gets. */
+static void
+gate_welcome(struct conn *c, const char *welcome)
+{
+	char *frame;
+
+	if (!c->envelope) {
+		conn_enqueue_text(c, welcome);
+		return;
+	}
+	frame = malloc(strlen(welcome) + 32);
+	sprintf(frame, "{\"type\": \"reply\", \"data\": %s}", welcome);
+	conn_enqueue_text(c, frame);
+	free(frame);
+}
+
+/* The answer of wsnotify_connect. */
+static void
+gate_connect_done(PGresult *res, void *arg)
+{
+	struct gate *g = arg;
+	enum auth_failure why;
+	char reason[256];
+	struct conn *c;
+	int status;
+
+	g->waiting = false;
+	gates_waiting--;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		if (!res)
+			deliver_disconnect(g->conn_id);	/* the row may have committed */
+		status = res ? gate_error_status(res, &why, reason, sizeof(reason)) : 503;
+		if (!res) {
+			why = AUTH_DB_UNAVAILABLE;
+			snprintf(reason, sizeof(reason), "database unavailable");
+		}
+		if (g->wsi)
+			gate_refuse(g, status, why, reason);
+		gate_free(g);
+		return;
+	}
+	if (!g->wsi || main_draining()) {
+		deliver_disconnect(g->conn_id);
+		if (g->wsi)
+			gate_refuse(g, 503, AUTH_DB_UNAVAILABLE, "shutting down");
+		gate_free(g);
+		return;
+	}
+	c = registry_add(g->conn_id, PQgetvalue(res, 0, 0),
+			 PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1),
+			 g->remote, g->user_agent,
+			 strtoll(PQgetvalue(res, 0, 3), NULL, 10),
+			 PQgetisnull(res, 0, 2) ? 0 : strtod(PQgetvalue(res, 0, 2), NULL));
+	c->envelope = g->envelope;
+	log_info("connection %s authorized: user %s from %s%s", c->id, c->user_id, g->remote,
+		 g->envelope ? " (wsnotify.v1)" : "");
+	if (PQnfields(res) > 4 && !PQgetisnull(res, 0, 4))
+		gate_welcome(c, PQgetvalue(res, 0, 4));
+	if (g->resume)
+		gate_replay(c, g->since);
+	gate_handoff(g, c);
+}
+
+/* A fresh random connection id (32 hex digits). */
+static void
+gate_new_id(char *out, size_t n)
+{
+	unsigned char r[16];
+
+	if (getrandom(r, sizeof(r), 0) != sizeof(r))
+		for (size_t i = 0; i < sizeof(r); i++)
+			r[i] = (unsigned char) random();
+	for (size_t i = 0; i < sizeof(r) && 2 * i + 2 < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", r[i]);
+}
+
+/* The ?since= cursor as decimal digits ("0", never found, when malformed). */
+static bool
+gate_since(const char *target, char *out, size_t n)
+{
+	if (!request_query_param(target, "since", out, n))
+		return false;
+	if (!out[0] || strspn(out, "0123456789") != strlen(out) || strlen(out) > 18)
+		snprintf(out, n, "0");
+	return true;
+}
+
+/* Answer of wsnotify_replay: the missed messages (or a reset), then live ones. */
+static void
+gate_replay_done(PGresult *res, void *arg)
+{
+	char *id = arg;
+	struct conn *c = registry_find(id);
+	char frame[96];
+
+	free(id);
+	if (!c)
+		return;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		char msg[256];
+
+		db_errmsg(res, msg, sizeof(msg));
+		log_error("connection %s: wsnotify_replay failed: %s; sending reset", c->id, msg);
+		snprintf(frame, sizeof(frame), "{\"type\": \"reset\", \"id\": \"%lld\"}",
+			 (long long) c->start_id);
+		conn_enqueue_text(c, frame);
+		conn_release(c);
+		return;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		long long rid = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+
+		if (PQgetvalue(res, i, 1)[0] == 'r') {
+			snprintf(frame, sizeof(frame), "{\"type\": \"reset\", \"id\": \"%lld\"}", rid);
+			conn_enqueue_text(c, frame);
+		} else {
+			struct payload *p = payload_new(PQgetvalue(res, i, 3),
+							(size_t) PQgetlength(res, i, 3));
+
+			conn_enqueue_now(c, p, rid);
+			payload_unref(p);
+		}
+	}
+	log_info("connection %s resumed: %d missed messages replayed", c->id, PQntuples(res));
+	conn_release(c);
+}
+
+/* Queue wsnotify_replay for a resuming wsnotify.v1 connection. */
+static void
+gate_replay(struct conn *c, const char *since)
+{
+	char upto[24];
+	const char *params[3] = {c->id, since, upto};
+
+	snprintf(upto, sizeof(upto), "%lld", (long long) c->start_id);
+	c->holding = true;
+	if (!db_query("SELECT id, kind, target, body FROM wsnotify_replay($1, $2, $3)",
+		      3, params, gate_replay_done, strdup(c->id), 0)) {
+		c->holding = false;
+		conn_enqueue_text(c, "{\"type\": \"reset\", \"id\": \"0\"}");
+	}
+}
+
+/* Decide an upgrade request: refuse now, or ask the database. */
+static void
+gate_upgrade(struct gate *g, struct request *r)
+{
+	char token[4096] = "";
+	const char *params[5];
+
+	if (main_draining()) {
+		gate_refuse(g, 503, AUTH_CAPACITY, "shutting down");
+		gate_done(g);
+		return;
+	}
+	if (!request_origin_ok(r->origin, cf_allowed_origins)) {
+		gate_refuse(g, 403, AUTH_ORIGIN, "origin not allowed");
+		gate_done(g);
+		return;
+	}
+	if (!request_query_param(r->target, "token", token, sizeof(token)) &&
+	    !strncasecmp(r->authorization, "Bearer ", 7))
+		snprintf(token, sizeof(token), "%s", r->authorization + 7);
+	if (r->protocol[0]) {
+		g->envelope = request_list_has(r->protocol, "wsnotify.v1");
+		if (!g->envelope && !request_list_has(r->protocol, "wsnotify")) {
+			gate_refuse(g, 400, AUTH_BAD_REQUEST, "unsupported subprotocol (wsnotify.v1 or none)");
+			gate_done(g);
+			return;
+		}
+	}
+	if (g->envelope && gate_since(r->target, g->since, sizeof(g->since)))
+		g->resume = true;
+	if (!token[0]) {
+		gate_refuse(g, 401, AUTH_MISSING_TOKEN, "missing token");
+		gate_done(g);
+		return;
+	}
+	if (registry_count() + (unsigned) gates_waiting >= (unsigned long long) cf_max_connections) {
+		gate_refuse(g, 503, AUTH_CAPACITY, "at capacity");
+		gate_done(g);
+		return;
+	}
+	if (!deliver_started()) {
+		gate_refuse(g, 503, AUTH_DB_UNAVAILABLE, "database unavailable");
+		gate_done(g);
+		return;
+	}
+	gate_new_id(g->conn_id, sizeof(g->conn_id));
+	params[0] = g->conn_id;
+	params[1] = cf_bridge_id;
+	params[2] = token;
+	params[3] = g->remote;
+	params[4] = g->user_agent[0] ? g->user_agent : NULL;
+	if (!db_query("SELECT user_id, claims::text, extract(epoch FROM expires_at), last_id, "
+		      "welcome::text FROM wsnotify_connect($1, $2, $3, $4, $5)",
+		      5, params, gate_connect_done, g, 0)) {
+		gate_refuse(g, 503, AUTH_DB_UNAVAILABLE, "database unavailable");
+		gate_done(g);
+		return;
+	}
+	g->waiting = true;
+	gates_waiting++;
+	explicit_bzero(token, sizeof(token));
+}
+
+/* The request head is complete: route it. */
+static void
+gate_on_head(struct gate *g)
+{
+	struct request *r = malloc(sizeof(*r));
+
+	if (!request_parse(g->buf, r)) {
+		gate_refuse(g, 400, AUTH_BAD_REQUEST, "malformed request");
+		free(r);
+		gate_done(g);
+		return;
+	}
+	log_scrub(g->path, sizeof(g->path), r->target);
+	snprintf(g->user_agent, sizeof(g->user_agent), "%s", r->user_agent);
+	if (!r->upgrade)
+		gate_handoff(g, NULL);	/* plain HTTP: lws serves it */
+	else
+		gate_upgrade(g, r);
+	explicit_bzero(r, sizeof(*r));
+	free(r);
+}
+
+/* Read what the client sent; route the request once its head is complete. */
+static int
+gate_read(struct gate *g)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (g->len + 1 >= g->cap) {
+			if (g->waiting) {
+				/* nothing may follow the head before 101: stop reading */
+				lws_rx_flow_control(g->wsi, 0);
+				return 0;
+			}
+			gate_refuse(g, 431, AUTH_BAD_REQUEST, "request header too large");
+			gate_done(g);
+			return 0;
+		}
+		n = read(g->fd, g->buf + g->len, g->cap - g->len - 1);
+		if (n == 0) {
+			gate_done(g);
+			return 0;
+		}
+		if (n < 0)
+			return (errno == EAGAIN || errno == EINTR) ? 0 : (gate_done(g), 0);
+		g->len += (size_t) n;
+		g->buf[g->len] = '\0';
+		if (!g->waiting && strstr(g->buf, "\r\n\r\n")) {
+			gate_on_head(g);
+			return 0;
+		}
+	}
+}
+
+/* Event on a socket whose request head is being read. */
+int
+gate_on_event(struct lws *wsi, int reason, void *obj)
+{
+	struct gate *g = obj;
+
+	if (g->wsi != wsi)
+		return 0;
+	if (reason == LWS_CALLBACK_RAW_RX_FILE)
+		return gate_read(g);
+	if (reason == LWS_CALLBACK_RAW_CLOSE_FILE) {
+		g->wsi = NULL;
+		gate_done(g);
+	}
+	return 0;
+}
+
+/* Take one accepted socket in; remote is the peer's address for logs and the row. */
+void
+gate_accept_fd(int fd, const char *remote)
+{
+	struct gate *g = calloc(1, sizeof(*g));
+
+	snprintf(g->remote, sizeof(g->remote), "%s", remote);
+	g->fd = fd;
+	g->cap = (size_t) cf_max_header_size + 1;
+	g->buf = malloc(g->cap);
+	g->buf[0] = '\0';
+	g->started_ms = now_ms();
+	g->tag.magic = RAW_MAGIC;
+	g->tag.kind = RAW_GATE;
+	g->tag.obj = g;
+	DL_APPEND(gates, g);
+	g->wsi = raw_adopt(fd, &g->tag);
+	if (!g->wsi) {
+		close(fd);
+		gate_free(g);
+	}
+}
+
+/* Take one socket from accept4 in. */
+static void
+gate_accept_one(int fd, struct sockaddr_storage *ss)
+{
+	char addr[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *) ss)->sin_addr, addr, sizeof(addr));
+	else if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *) ss)->sin6_addr, addr, sizeof(addr));
+	gate_accept_fd(fd, addr);
+}
+
+/* Event on the listening socket: accept what is waiting. */
+int
+gate_on_listen_event(struct lws *wsi, int reason)
+{
+	(void) wsi;
+	if (reason != LWS_CALLBACK_RAW_RX_FILE)
+		return 0;
+	for (int i = 0; i < 256; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(listen_fd, (struct sockaddr *) &ss, &sl,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn("accept failed: %s", strerror(errno));
+			break;
+		}
+		gate_accept_one(fd, &ss);
+	}
+	return 0;
+}
+
+/* Refuse every upgrade still waiting (drain). */
+void
+gate_refuse_all(void)
+{
+	struct gate *g, *tmp;
+
+	DL_FOREACH_SAFE(gates, g, tmp) {
+		if (!g->wsi)
+			continue;
+		gate_refuse(g, 503, AUTH_CAPACITY, "shutting down");
+		gate_done(g);
+	}
+}
+
+/* Periodic check: requests too slow to arrive or to be authorized. */
+void
+gate_sweep(void)
+{
+	uint64_t now = now_ms();
+	struct gate *g, *tmp;
+
+	DL_FOREACH_SAFE(gates, g, tmp) {
+		if (!g->wsi || now - g->started_ms < (uint64_t) cf_auth_timeout)
+			continue;
+		if (g->waiting)
+			gate_refuse(g, 503, AUTH_TIMEOUT, "database did not answer in time");
+		else
+			log_debug("request from %s: head not complete after auth_timeout, closing", g->remote);
+		gate_done(g);
+	}
+}

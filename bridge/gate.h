@@ -1,0 +1,47 @@
+/*
+ * gate.h: the listening socket and the asynchronous upgrade.
+ *
+ * libwebsockets 4.1 decides a WebSocket upgrade synchronously inside its
+ * callbacks (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION / _HTTP_CONFIRM_UPGRADE
+ * can only accept or refuse on the spot), so the database round trip cannot
+ * happen there without blocking the loop.  The bridge therefore owns the
+ * listening socket: each accepted socket is adopted as a raw descriptor, its
+ * request head is read and parsed here, and for an upgrade
+ * wsnotify_connect() is queued.  Refusals (401/403/503) are written here;
+ * an accepted socket is handed to lws with the bytes already read
+ * (lws_adopt_socket_vhost_readbuf on a dup of the descriptor), and lws
+ * performs the WebSocket handshake as if it had read them itself.  Plain
+ * HTTP requests (/healthz, /metrics, static files) are handed over at once.
+ */
+#ifndef WSNOTIFY_GATE_H
+#define WSNOTIFY_GATE_H
+
+#include <stdbool.h>
+
+struct lws;
+struct conn;
+
+/* Open the listening socket on cf_listen; false with a logged reason. */
+bool gate_listen(void);
+/* Stop accepting (drain). */
+void gate_close_listener(void);
+/* Refuse every upgrade still waiting (drain). */
+void gate_refuse_all(void);
+/* Upgrades waiting for the database. */
+int gate_pending(void);
+/* The port actually bound. */
+int gate_port(void);
+/* Record the port bound by another listener (TLS). */
+void gate_set_port(int port);
+/* Take one connected socket in (from accept4, or the TLS front's socketpair). */
+void gate_accept_fd(int fd, const char *remote);
+/* Event on the listening socket. */
+int gate_on_listen_event(struct lws *wsi, int reason);
+/* Event on a socket whose request head is being read. */
+int gate_on_event(struct lws *wsi, int reason, void *obj);
+/* Periodic check: requests too slow to arrive or to be authorized. */
+void gate_sweep(void);
+/* The connection handed to lws for the wsi being upgraded, if any. */
+struct conn *gate_handoff_conn(struct lws *wsi);
+
+#endif

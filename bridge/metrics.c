@@ -1,0 +1,102 @@
+/*
+ * metrics.c: Prometheus text rendering of the bridge's counters.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "gate.h"
+#include "metrics.h"
+#include "registry.h"
+
+struct metrics metrics;
+
+static const char *const auth_reasons[AUTH_NREASONS] = {
+	"missing_token", "invalid_token", "refused", "origin", "capacity",
+	"db_unavailable", "timeout", "bad_request"
+};
+
+/* Name of an auth failure reason as used in labels and logs. */
+const char *
+metrics_auth_reason(enum auth_failure r)
+{
+	return auth_reasons[r];
+}
+
+/* Record one delivery lag sample in seconds. */
+void
+metrics_lag(double seconds)
+{
+	metrics.lag_sum += seconds;
+	metrics.lag_count++;
+	if (seconds > metrics.lag_max)
+		metrics.lag_max = seconds;
+}
+
+/* Append one metric family (HELP, TYPE, value) to the buffer. */
+static void
+metrics_put(char **buf, size_t *len, size_t *cap, const char *name,
+	    const char *type, const char *help, const char *labels, double value)
+{
+	char line[512];
+	int n;
+
+	if (help)
+		n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n",
+			     name, help, name, type, name, labels, value);
+	else
+		n = snprintf(line, sizeof(line), "%s%s %.17g\n", name, labels, value);
+	if (*len + (size_t) n + 1 > *cap) {
+		*cap = (*cap + (size_t) n + 1) * 2;
+		*buf = realloc(*buf, *cap);
+	}
+	memcpy(*buf + *len, line, (size_t) n + 1);
+	*len += (size_t) n;
+}
+
+/* Render every metric into a malloc'd string; *len gets its length. */
+char *
+metrics_render(size_t *len)
+{
+	size_t cap = 4096;
+	char *b = malloc(cap);
+
+	*len = 0;
+	b[0] = '\0';
+#define G(n, h, v) metrics_put(&b, len, &cap, "wsnotify_" n, "gauge", h, "", (double) (v))
+#define C(n, h, v) metrics_put(&b, len, &cap, "wsnotify_" n, "counter", h, "", (double) (v))
+	G("connections", "Open WebSocket connections.", registry_count());
+	G("upgrades_pending", "Upgrades waiting for the database.", gate_pending());
+	G("send_queue_bytes", "Bytes queued for clients, not yet written.", registry_queued_bytes());
+	G("db_up", "1 when the database connection is ready.", db_ready());
+	G("db_queue", "Queries queued or in flight on the database connection.", db_queue_length());
+	C("connections_accepted_total", "Connections upgraded to WebSocket.", metrics.connections_accepted);
+	C("connections_closed_total", "WebSocket connections closed.", metrics.connections_closed);
+	C("messages_out_total", "Messages written to clients.", metrics.messages_out);
+	C("bytes_out_total", "Message payload bytes written to clients.", metrics.bytes_out);
+	C("queue_drops_total", "Clients closed with 1008 for passing send_queue_max.", metrics.queue_drops);
+	for (int r = 0; r < AUTH_NREASONS; r++) {
+		char lab[64];
+
+		snprintf(lab, sizeof(lab), "{reason=\"%s\"}", auth_reasons[r]);
+		metrics_put(&b, len, &cap, "wsnotify_auth_failures_total", "counter",
+			    r == 0 ? "Refused upgrades by reason." : NULL, lab,
+			    (double) metrics.auth_failures[r]);
+	}
+	C("db_reconnects_total", "Database reconnections after a loss.", metrics.db_reconnects);
+	C("db_errors_total", "Database errors (failed queries and lost connections).", metrics.db_errors);
+	C("notifications_total", "NOTIFY wsnotify received.", metrics.notifications);
+	C("fetches_total", "wsnotify_fetch calls.", metrics.fetches);
+	C("rows_fetched_total", "Outbox rows fetched for this bridge.", metrics.rows_fetched);
+	C("ping_timeouts_total", "Clients closed for not answering a ping.", metrics.pings_timed_out);
+	C("client_frames_in_total", "Messages received from clients.", metrics.client_frames_in);
+	C("handler_calls_total", "Route handler calls (wsnotify_invoke).", metrics.handler_calls);
+	C("error_frames_total", "Error frames sent to clients.", metrics.error_frames);
+	C("delivery_lag_seconds_sum", "Time from NOTIFY to messages queued, summed.", metrics.lag_sum);
+	C("delivery_lag_seconds_count", "Delivery lag samples.", metrics.lag_count);
+	G("delivery_lag_seconds_max", "Largest delivery lag seen.", metrics.lag_max);
+#undef G
+#undef C
+	return b;
+}

@@ -1,0 +1,47 @@
+/*
+ * metrics.h: the bridge's counters and gauges, rendered for GET /metrics in
+ * the Prometheus text format.  Single-threaded: plain integers suffice.
+ */
+#ifndef WSNOTIFY_METRICS_H
+#define WSNOTIFY_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum auth_failure {
+	AUTH_MISSING_TOKEN, AUTH_INVALID_TOKEN, AUTH_REFUSED, AUTH_ORIGIN,
+	AUTH_CAPACITY, AUTH_DB_UNAVAILABLE, AUTH_TIMEOUT, AUTH_BAD_REQUEST,
+	AUTH_NREASONS
+};
+
+struct metrics {
+	uint64_t connections_accepted;
+	uint64_t connections_closed;
+	uint64_t messages_out;
+	uint64_t bytes_out;
+	uint64_t queue_drops;
+	uint64_t auth_failures[AUTH_NREASONS];
+	uint64_t db_reconnects;
+	uint64_t db_errors;
+	uint64_t notifications;
+	uint64_t fetches;
+	uint64_t rows_fetched;
+	uint64_t pings_timed_out;
+	uint64_t client_frames_in;
+	uint64_t handler_calls;
+	uint64_t error_frames;
+	double lag_sum;
+	uint64_t lag_count;
+	double lag_max;
+};
+
+extern struct metrics metrics;
+
+/* Name of an auth failure reason as used in labels and logs. */
+const char *metrics_auth_reason(enum auth_failure r);
+/* Record one delivery lag sample in seconds. */
+void metrics_lag(double seconds);
+/* Render every metric into a malloc'd string; *len gets its length. */
+char *metrics_render(size_t *len);
+
+#endif

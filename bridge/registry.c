@@ -1,0 +1,383 @@
+/*
+ * registry.c: connections by id and by user, and their send queues.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libwebsockets.h>
+#include <utlist.h>
+
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "registry.h"
+
+static struct conn *conns_by_id;
+static struct user_entry *users;
+static size_t total_queued;
+
+/* Monotonic milliseconds. */
+uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+/* strdup that maps NULL to NULL. */
+static char *
+dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+/* Create and index a connection. */
+struct conn *
+registry_add(const char *id, const char *user_id, const char *claims,
+	     const char *remote_addr, const char *user_agent, int64_t start_id,
+	     double expires_at)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	struct user_entry *u;
+	char stamp[40];
+	time_t t = time(NULL);
+	struct tm tm;
+
+	c->magic = CONN_MAGIC;
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	c->user_id = strdup(user_id);
+	c->claims = dup_or_null(claims);
+	c->remote_addr = dup_or_null(remote_addr);
+	c->user_agent = dup_or_null(user_agent);
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	c->connected_at = strdup(stamp);
+	c->start_id = start_id;
+	c->expires_at = expires_at;
+	c->state = CONN_PENDING;
+	c->last_rx_ms = c->last_tx_ms = c->opened_ms = now_ms();
+	HASH_ADD_STR(conns_by_id, id, c);
+	HASH_FIND_STR(users, user_id, u);
+	if (!u) {
+		u = calloc(1, sizeof(*u));
+		u->user_id = strdup(user_id);
+		HASH_ADD_KEYPTR(hh, users, u->user_id, strlen(u->user_id), u);
+	}
+	c->user = u;
+	DL_APPEND2(u->conns, c, uprev, unext);
+	return c;
+}
+
+/* Free one queue item and uncount its bytes. */
+static void
+conn_item_free(struct conn *c, struct out_item *it)
+{
+	if (it->p) {
+		c->queued -= it->p->len;
+		total_queued -= it->p->len;
+		payload_unref(it->p);
+	}
+	free(it->close_reason);
+	free(it);
+}
+
+static void conn_hold(struct conn *c, struct out_item *it);
+
+/* Free every queued item of a connection. */
+static void
+conn_clear_queue(struct conn *c)
+{
+	while (c->head)
+		conn_pop(c);
+	c->head_off = 0;
+	while (c->held) {
+		struct out_item *it = c->held;
+
+		c->held = it->next;
+		conn_item_free(c, it);
+	}
+	c->held_tail = NULL;
+}
+
+/* Unindex and free a connection and its queue. */
+void
+registry_remove(struct conn *c)
+{
+	struct user_entry *u = c->user;
+
+	conn_clear_queue(c);
+	HASH_DEL(conns_by_id, c);
+	DL_DELETE2(u->conns, c, uprev, unext);
+	if (!u->conns) {
+		HASH_DEL(users, u);
+		free(u->user_id);
+		free(u);
+	}
+	while (c->req_head) {
+		struct route_req *r = c->req_head;
+
+		c->req_head = r->next;
+		free(r->body);
+		free(r->request_id);
+		free(r);
+	}
+	free(c->rx_buf);
+	free(c->user_id);
+	free(c->claims);
+	free(c->remote_addr);
+	free(c->user_agent);
+	free(c->connected_at);
+	c->magic = 0;
+	free(c);
+}
+
+/* Find a connection by id. */
+struct conn *
+registry_find(const char *id)
+{
+	struct conn *c;
+
+	HASH_FIND_STR(conns_by_id, id, c);
+	return c;
+}
+
+/* The connections of a user, or NULL. */
+struct conn *
+registry_user(const char *user_id)
+{
+	struct user_entry *u;
+
+	HASH_FIND_STR(users, user_id, u);
+	return u ? u->conns : NULL;
+}
+
+/* All connections. */
+struct conn *
+registry_all(void)
+{
+	return conns_by_id;
+}
+
+/* Number of connections. */
+unsigned
+registry_count(void)
+{
+	return HASH_COUNT(conns_by_id);
+}
+
+/* Bytes queued over all connections. */
+size_t
+registry_queued_bytes(void)
+{
+	return total_queued;
+}
+
+/* A new payload holding a copy of data, with one reference. */
+struct payload *
+payload_new(const char *data, size_t len)
+{
+	struct payload *p = malloc(sizeof(*p) + len + 1);
+
+	p->refs = 1;
+	p->len = len;
+	memcpy(p->data, data, len);
+	p->data[len] = '\0';
+	return p;
+}
+
+/* Drop one reference. */
+void
+payload_unref(struct payload *p)
+{
+	if (p && --p->refs == 0)
+		free(p);
+}
+
+/* Append an item to the queue. */
+static void
+conn_append(struct conn *c, struct out_item *it)
+{
+	if (c->tail)
+		c->tail->next = it;
+	else
+		c->head = it;
+	c->tail = it;
+}
+
+/* Ask lws for a WRITEABLE callback when there is something to write. */
+void
+conn_want_write(struct conn *c)
+{
+	if (c->wsi && c->state == CONN_OPEN)
+		lws_callback_on_writable(c->wsi);
+}
+
+/* The wsnotify.v1 envelope of a message: {"id": "N", "data": BODY}. */
+static struct payload *
+conn_envelope(struct payload *p, int64_t id)
+{
+	char head[64];
+	int hl = snprintf(head, sizeof(head), "{\"id\": \"%lld\", \"data\": ", (long long) id);
+	struct payload *e = malloc(sizeof(*e) + (size_t) hl + p->len + 2);
+
+	e->refs = 0;
+	e->len = (size_t) hl + p->len + 1;
+	memcpy(e->data, head, (size_t) hl);
+	memcpy(e->data + hl, p->data, p->len);
+	e->data[e->len - 1] = '}';
+	e->data[e->len] = '\0';
+	return e;
+}
+
+/* Append to the held list (replay in flight). */
+static void
+conn_hold(struct conn *c, struct out_item *it)
+{
+	if (c->held_tail)
+		c->held_tail->next = it;
+	else
+		c->held = it;
+	c->held_tail = it;
+}
+
+/* Queue a message; past send_queue_max the connection is closed with 1008. */
+void
+conn_enqueue(struct conn *c, struct payload *p, int64_t id)
+{
+	if (!c->holding) {
+		conn_enqueue_now(c, p, id);
+		return;
+	}
+	if (c->closing)
+		return;
+	if (c->envelope)
+		p = conn_envelope(p, id);
+	struct out_item *it = calloc(1, sizeof(*it));
+
+	it->p = p;
+	it->id = id;
+	p->refs++;
+	c->queued += p->len;
+	total_queued += p->len;
+	conn_hold(c, it);
+}
+
+/* The replay is done: live messages held meanwhile follow it. */
+void
+conn_release(struct conn *c)
+{
+	c->holding = false;
+	if (!c->held)
+		return;
+	if (c->closing) {
+		while (c->held) {
+			struct out_item *it = c->held;
+
+			c->held = it->next;
+			conn_item_free(c, it);
+		}
+	} else
+		conn_append(c, c->held);
+	while (c->tail && c->tail->next)
+		c->tail = c->tail->next;
+	c->held = c->held_tail = NULL;
+	conn_want_write(c);
+}
+
+/* Queue a frame given as text (welcome, reset), bypassing the hold. */
+void
+conn_enqueue_text(struct conn *c, const char *text)
+{
+	struct payload *p = payload_new(text, strlen(text));
+	bool envelope = c->envelope;
+
+	c->envelope = false;	/* already in its final form */
+	conn_enqueue_now(c, p, 0);
+	c->envelope = envelope;
+	payload_unref(p);
+}
+
+/* Queue a message now, even while holding (welcome, replay). */
+void
+conn_enqueue_now(struct conn *c, struct payload *p, int64_t id)
+{
+	struct out_item *it;
+
+	if (c->closing)
+		return;
+	if (c->envelope)
+		p = conn_envelope(p, id);
+	if (c->queued + p->len > (size_t) cf_send_queue_max) {
+		metrics.queue_drops++;
+		log_warn("connection %s (user %s): send queue over send_queue_max (%zu + %zu bytes), closing with 1008",
+			 c->id, c->user_id, c->queued, p->len);
+		if (p->refs == 0)
+			free(p);	/* an unshared envelope */
+		conn_close(c, 1008, "send queue full");
+		return;
+	}
+	it = calloc(1, sizeof(*it));
+	it->p = p;
+	it->id = id;
+	p->refs++;
+	c->queued += p->len;
+	total_queued += p->len;
+	conn_append(c, it);
+	conn_want_write(c);
+}
+
+/* Queue a close after the messages already queued. */
+void
+conn_enqueue_close(struct conn *c, int code, const char *reason)
+{
+	struct out_item *it;
+
+	if (c->closing)
+		return;
+	it = calloc(1, sizeof(*it));
+	it->close_code = code;
+	it->close_reason = strdup(reason ? reason : "");
+	if (c->holding) {
+		conn_hold(c, it);	/* after the replay and the live messages before it */
+		return;
+	}
+	conn_append(c, it);
+	conn_want_write(c);
+}
+
+/* Close now: drop the queue, send code+reason. */
+void
+conn_close(struct conn *c, int code, const char *reason)
+{
+	if (c->closing)
+		return;
+	conn_clear_queue(c);
+	c->closing = true;
+	c->close_code = code;
+	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason ? reason : "");
+	conn_want_write(c);
+}
+
+/* Pop the head of the queue. */
+void
+conn_pop(struct conn *c)
+{
+	struct out_item *it = c->head;
+
+	if (!it)
+		return;
+	c->head = it->next;
+	if (!c->head)
+		c->tail = NULL;
+	if (it->p) {
+		c->queued -= it->p->len;
+		total_queued -= it->p->len;
+		payload_unref(it->p);
+	}
+	free(it->close_reason);
+	free(it);
+	c->head_off = 0;
+}

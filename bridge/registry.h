@@ -1,0 +1,133 @@
+/*
+ * registry.h: the live connections of this bridge, by connection id and by
+ * user id (uthash), each with its bounded send queue.
+ *
+ * A connection exists from the moment the database accepted it
+ * (wsnotify_connect returned) until its socket is gone; messages fetched in
+ * between are queued and written once the WebSocket is established.
+ * Payloads are reference-counted so a broadcast is stored once.
+ */
+#ifndef WSNOTIFY_REGISTRY_H
+#define WSNOTIFY_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uthash.h>
+
+struct lws;
+struct user_entry;
+
+/* One message body shared by every queue that holds it. */
+struct payload {
+	int refs;
+	size_t len;
+	char data[];
+};
+
+/* One entry of a send queue: a message, or a close (p == NULL). */
+struct out_item {
+	struct out_item *next;
+	struct payload *p;
+	int64_t id;
+	int close_code;
+	char *close_reason;
+};
+
+/* A client message waiting for its route handler (route.c). */
+struct route_req {
+	struct route_req *next;
+	char *body;			/* the JSON object, as text */
+	char *request_id;		/* its "request_id" as JSON text, or NULL */
+};
+
+enum conn_state { CONN_PENDING, CONN_OPEN };
+
+#define CONN_MAGIC 0x636f6e6eu
+
+struct conn {
+	uint32_t magic;			/* CONN_MAGIC: tells a conn from a raw_tag */
+	char id[40];
+	char *user_id;
+	char *claims;
+	char *remote_addr;
+	char *user_agent;
+	char *connected_at;
+	int64_t start_id;		/* deliver only ids above this */
+	double expires_at;		/* epoch seconds; 0 = none */
+	struct lws *wsi;		/* NULL until established */
+	enum conn_state state;
+	struct out_item *head, *tail;
+	size_t queued;			/* unsent bytes */
+	size_t head_off;		/* bytes of head already written */
+	bool closing;			/* close requested: no more messages */
+	int close_code;
+	char close_reason[124];
+	uint64_t last_rx_ms, last_tx_ms, ping_sent_ms, opened_ms;
+	bool ping_due, ping_outstanding;
+	bool claimed;
+	bool envelope;			/* wsnotify.v1: {"id": cursor, "data": message} */
+	bool holding;			/* replay in flight: live messages wait in held */
+	struct out_item *held, *held_tail;			/* bound to the lws wsi that upgrades */
+	size_t rx_len;			/* bytes of the client message so far */
+	char *rx_buf;			/* the client message so far */
+	size_t rx_cap;
+	struct route_req *req_head, *req_tail;	/* waiting for a handler */
+	int req_count;
+	bool req_inflight;		/* one handler call at a time: replies in order */
+	double rate_tokens;		/* client_rate_limit bucket */
+	uint64_t rate_ms;
+	UT_hash_handle hh;
+	struct conn *unext, *uprev;
+	struct user_entry *user;
+};
+
+struct user_entry {
+	char *user_id;
+	struct conn *conns;
+	UT_hash_handle hh;
+};
+
+/* Monotonic milliseconds. */
+uint64_t now_ms(void);
+/* Create and index a connection. */
+struct conn *registry_add(const char *id, const char *user_id, const char *claims,
+			  const char *remote_addr, const char *user_agent,
+			  int64_t start_id, double expires_at);
+/* Unindex and free a connection and its queue. */
+void registry_remove(struct conn *c);
+/* Find a connection by id. */
+struct conn *registry_find(const char *id);
+/* The connections of a user (utlist DL list), or NULL. */
+struct conn *registry_user(const char *user_id);
+/* All connections (uthash head; iterate with HASH_ITER). */
+struct conn *registry_all(void);
+/* Number of connections. */
+unsigned registry_count(void);
+/* Bytes queued over all connections. */
+size_t registry_queued_bytes(void);
+
+/* A new payload holding a copy of data, with one reference. */
+struct payload *payload_new(const char *data, size_t len);
+/* Drop one reference. */
+void payload_unref(struct payload *p);
+
+/* Queue a message; past send_queue_max the connection is closed with 1008. */
+void conn_enqueue(struct conn *c, struct payload *p, int64_t id);
+/* Queue a message now, even while holding (welcome, replay). */
+void conn_enqueue_now(struct conn *c, struct payload *p, int64_t id);
+/* Queue a frame given as text (welcome, reset), bypassing the hold. */
+void conn_enqueue_text(struct conn *c, const char *text);
+/* The replay is done: live messages held meanwhile follow it. */
+void conn_release(struct conn *c);
+/* Queue a close after the messages already queued. */
+void conn_enqueue_close(struct conn *c, int code, const char *reason);
+/* Close now: drop the queue, send code+reason. */
+void conn_close(struct conn *c, int code, const char *reason);
+/* Pop the head of the queue. */
+void conn_pop(struct conn *c);
+/* Ask lws for a WRITEABLE callback when there is something to write. */
+void conn_want_write(struct conn *c);
+
+#endif

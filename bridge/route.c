@@ -1,0 +1,278 @@
+/*
+ * route.c: client messages -> wsnotify_invoke on the handler pool -> replies.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+#include "registry.h"
+#include "route.h"
+
+#define ROUTE_POOL_MAX 64
+
+static struct db *pool[ROUTE_POOL_MAX];
+static long long pool_timeout[ROUTE_POOL_MAX];	/* statement_timeout set, ms; -1 unknown */
+static int pool_size;
+static unsigned long long error_ref;
+
+/* A handler call in flight. */
+struct route_call {
+	char conn_id[40];
+	char *request_id;
+	int slot;
+};
+
+static void route_next(struct conn *c);
+
+/* Open the handler pool's sessions. */
+void
+route_init(void)
+{
+	pool_size = (int) (cf_handler_pool_size > ROUTE_POOL_MAX ? ROUTE_POOL_MAX : cf_handler_pool_size);
+	for (int i = 0; i < pool_size; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "handler pool %d", i + 1);
+		pool[i] = db_pool_new(name);
+		pool_timeout[i] = -1;
+	}
+}
+
+/* True when client messages can run: a pool session is ready (or no pool). */
+bool
+route_ready(void)
+{
+	for (int i = 0; i < pool_size; i++)
+		if (db_ready_on(pool[i]))
+			return true;
+	return pool_size == 0;
+}
+
+/* Send an error frame (docs/protocol.md) to one connection. */
+static void
+route_error(struct conn *c, const char *request_id, const char *code, const char *message)
+{
+	json_t *o = json_object();
+	char *text;
+
+	metrics.error_frames++;
+	if (c->envelope) {
+		json_object_set_new(o, "type", json_string("error"));
+		if (request_id)
+			json_object_set_new(o, "request_id", json_loads(request_id, JSON_DECODE_ANY, NULL));
+		json_object_set_new(o, "code", json_string(code));
+	} else
+		json_object_set_new(o, "error", json_string(code));
+	json_object_set_new(o, "message", json_string(message));
+	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	conn_enqueue_text(c, text);
+	free(text);
+	json_decref(o);
+}
+
+/* Send a handler's non-NULL result to one connection. */
+static void
+route_reply(struct conn *c, const char *request_id, const char *result)
+{
+	char *frame;
+
+	if (!c->envelope) {
+		conn_enqueue_text(c, result);
+		return;
+	}
+	frame = malloc(strlen(result) + (request_id ? strlen(request_id) : 0) + 64);
+	if (request_id)
+		sprintf(frame, "{\"type\": \"reply\", \"request_id\": %s, \"data\": %s}", request_id, result);
+	else
+		sprintf(frame, "{\"type\": \"reply\", \"data\": %s}", result);
+	conn_enqueue_text(c, frame);
+	free(frame);
+}
+
+/* Map a failed call to an error frame; log what the client must not see. */
+static void
+route_failed(struct conn *c, const char *request_id, PGresult *res)
+{
+	const char *st = db_sqlstate(res);
+	char msg[512], generic[64];
+
+	db_errmsg(res, msg, sizeof(msg));
+	if (!res) {
+		route_error(c, request_id, "handler_error", "database unavailable");
+		return;
+	}
+	if (!strcmp(st, "42883") && strstr(msg, "route")) {
+		route_error(c, request_id, "no_route", msg);
+		return;
+	}
+	if (!strcmp(st, "57014")) {
+		route_error(c, request_id, "timeout", "the handler ran past handler_timeout");
+		return;
+	}
+	if (!strncmp(st, "P0", 2)) {
+		route_error(c, request_id, "handler_error", msg);
+		return;
+	}
+	snprintf(generic, sizeof(generic), "internal error (ref %llu)", ++error_ref);
+	log_error("connection %s: handler failed (ref %llu, SQLSTATE %s): %s",
+		  c->id, error_ref, st, msg);
+	route_error(c, request_id, "handler_error", generic);
+}
+
+/* Answer of wsnotify_invoke. */
+static void
+route_done(PGresult *res, void *arg)
+{
+	struct route_call *call = arg;
+	struct conn *c = registry_find(call->conn_id);
+
+	if (c) {
+		c->req_inflight = false;
+		if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+			if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+				route_reply(c, call->request_id, PQgetvalue(res, 0, 0));
+		} else
+			route_failed(c, call->request_id, res);
+		route_next(c);
+	}
+	free(call->request_id);
+	free(call);
+}
+
+/* Answer of SET statement_timeout on a pool session. */
+static void
+route_timeout_set(PGresult *res, void *arg)
+{
+	int slot = (int) (long) arg;
+
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+		pool_timeout[slot] = -1;
+}
+
+/* The ready pool session with the fewest queries waiting; -1 when none. */
+static int
+route_pick(void)
+{
+	int best = -1;
+
+	for (int i = 0; i < pool_size; i++)
+		if (db_ready_on(pool[i]) &&
+		    (best < 0 || db_queue_length_on(pool[i]) < db_queue_length_on(pool[best])))
+			best = i;
+	return best;
+}
+
+/* Run the next waiting request of a connection, if none is in flight. */
+static void
+route_next(struct conn *c)
+{
+	struct route_req *r;
+	struct route_call *call;
+	const char *params[2];
+	int slot;
+
+	if (c->req_inflight || !(r = c->req_head))
+		return;
+	c->req_head = r->next;
+	if (!c->req_head)
+		c->req_tail = NULL;
+	c->req_count--;
+	slot = route_pick();
+	if (slot < 0) {
+		route_error(c, r->request_id, "handler_error", "database unavailable");
+		goto done;
+	}
+	if (pool_timeout[slot] != cf_handler_timeout) {
+		char ms[32];
+		const char *p[1] = {ms};
+
+		snprintf(ms, sizeof(ms), "%lld", cf_handler_timeout);
+		db_query_on(pool[slot], "SELECT set_config('statement_timeout', $1, false)",
+			    1, p, route_timeout_set, (void *) (long) slot, 0);
+		pool_timeout[slot] = cf_handler_timeout;
+	}
+	call = calloc(1, sizeof(*call));
+	snprintf(call->conn_id, sizeof(call->conn_id), "%s", c->id);
+	call->request_id = r->request_id;
+	r->request_id = NULL;
+	params[0] = c->id;
+	params[1] = r->body;
+	if (!db_query_on(pool[slot], "SELECT wsnotify_invoke($1, $2::jsonb)::text", 2, params,
+			 route_done, call, 0)) {
+		route_error(c, call->request_id, "handler_error", "database unavailable");
+		free(call->request_id);
+		free(call);
+		goto done;
+	}
+	c->req_inflight = true;
+	metrics.handler_calls++;
+done:
+	free(r->body);
+	free(r->request_id);
+	free(r);
+	if (!c->req_inflight)
+		route_next(c);
+}
+
+/* Take one token from the connection's client_rate_limit bucket. */
+static bool
+route_rate_ok(struct conn *c)
+{
+	uint64_t now = now_ms();
+	double limit = (double) cf_client_rate_limit;
+
+	if (cf_client_rate_limit <= 0)
+		return true;
+	if (!c->rate_ms)
+		c->rate_tokens = limit;
+	else
+		c->rate_tokens += (double) (now - c->rate_ms) * limit / 1000.0;
+	if (c->rate_tokens > limit)
+		c->rate_tokens = limit;
+	c->rate_ms = now;
+	if (c->rate_tokens < 1.0)
+		return false;
+	c->rate_tokens -= 1.0;
+	return true;
+}
+
+/* A complete client text message. */
+void
+route_on_message(struct conn *c, const char *data, size_t len)
+{
+	json_t *msg, *rid;
+	struct route_req *r;
+	char *request_id = NULL;
+
+	msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
+	rid = json_is_object(msg) ? json_object_get(msg, "request_id") : NULL;
+	if (json_is_string(rid) || json_is_number(rid))
+		request_id = json_dumps(rid, JSON_ENCODE_ANY | JSON_COMPACT);
+	if (!json_is_object(msg))
+		route_error(c, NULL, "bad_json", "a message must be a JSON object");
+	else if (!route_rate_ok(c) || c->req_count >= cf_max_pending_requests)
+		route_error(c, request_id, "rate_limited", "too many messages; slow down");
+	else if (pool_size == 0)
+		route_error(c, request_id, "no_route", "routes are disabled on this bridge");
+	else {
+		r = calloc(1, sizeof(*r));
+		r->body = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		r->request_id = request_id;
+		request_id = NULL;
+		if (c->req_tail)
+			c->req_tail->next = r;
+		else
+			c->req_head = r;
+		c->req_tail = r;
+		c->req_count++;
+		route_next(c);
+	}
+	free(request_id);
+	json_decref(msg);
+}

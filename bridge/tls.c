@@ -1,0 +1,272 @@
+/*
+ * tls.c: terminate TLS and relay the clear bytes to the gate (see tls.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+#include "config.h"
+#include "gate.h"
+#include "log.h"
+#include "raw.h"
+#include "tls.h"
+
+#define TLS_CHUNK 16384
+#define TLS_DOWN_MAX (256 * 1024)	/* pause the gate side past this */
+
+struct tls_proxy {
+	struct raw_tag tag;		/* RAW_TLS_PAIR, for the socketpair end */
+	struct lws *tls;		/* the TLS connection (raw-skt role) */
+	struct lws *pair;		/* our end of the socketpair (raw file) */
+	int fd;
+	char *up;			/* client -> gate bytes not yet written */
+	size_t up_len, up_off;
+	unsigned char *down;		/* gate -> client, after LWS_PRE bytes */
+	size_t down_len, down_cap;
+	bool pair_eof;
+	lws_sorted_usec_list_t sul;
+};
+
+static struct lws_vhost *tls_vhost;
+
+/* Timer: ask for POLLOUT on the socketpair end (see db_want_write). */
+static void
+tls_pair_write_cb(lws_sorted_usec_list_t *sul)
+{
+	struct tls_proxy *p = lws_container_of(sul, struct tls_proxy, sul);
+
+	if (p->pair)
+		lws_callback_on_writable(p->pair);
+}
+
+/* Write pending client bytes to the gate; pause the client while they do not fit. */
+static void
+tls_flush_up(struct tls_proxy *p)
+{
+	while (p->up_off < p->up_len) {
+		ssize_t n = write(p->fd, p->up + p->up_off, p->up_len - p->up_off);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			if (p->tls)
+				lws_rx_flow_control(p->tls, 0);
+			lws_sul_schedule(main_context, 0, &p->sul, tls_pair_write_cb, 1);
+			return;
+		}
+		if (n < 0) {
+			if (p->tls)
+				lws_set_timeout(p->tls, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			p->up_off = p->up_len;
+			break;
+		}
+		p->up_off += (size_t) n;
+	}
+	free(p->up);
+	p->up = NULL;
+	p->up_len = p->up_off = 0;
+	if (p->tls)
+		lws_rx_flow_control(p->tls, 1);
+}
+
+/* Append decrypted client bytes and push them on. */
+static void
+tls_on_rx(struct tls_proxy *p, const void *in, size_t len)
+{
+	p->up = realloc(p->up, p->up_len + len);
+	memcpy(p->up + p->up_len, in, len);
+	p->up_len += len;
+	tls_flush_up(p);
+}
+
+/* A new TLS connection: make the socketpair, give one end to the gate. */
+static int
+tls_on_adopt(struct lws *wsi)
+{
+	struct tls_proxy *p = calloc(1, sizeof(*p));
+	char remote[64] = "?";
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_warn("TLS connection: socketpair failed: %s", strerror(errno));
+		free(p);
+		return -1;
+	}
+	p->tag.magic = RAW_MAGIC;
+	p->tag.kind = RAW_TLS_PAIR;
+	p->tag.obj = p;
+	p->tls = wsi;
+	p->fd = sv[0];
+	p->pair = raw_adopt(sv[0], &p->tag);
+	if (!p->pair) {
+		close(sv[0]);
+		close(sv[1]);
+		free(p);
+		return -1;
+	}
+	lws_set_opaque_user_data(wsi, p);
+	lws_get_peer_simple(wsi, remote, sizeof(remote));
+	gate_accept_fd(sv[1], remote);
+	return 0;
+}
+
+/* The TLS connection can take more: send what the gate side wrote. */
+static int
+tls_on_writeable(struct lws *wsi, struct tls_proxy *p)
+{
+	if (p->down_len) {
+		if (lws_write(wsi, p->down + LWS_PRE, p->down_len, LWS_WRITE_RAW) < (int) p->down_len)
+			return -1;
+		p->down_len = 0;
+		if (p->pair)
+			lws_rx_flow_control(p->pair, 1);
+		if (p->pair_eof)
+			lws_callback_on_writable(wsi);	/* close once lws has sent it all */
+		return 0;
+	}
+	return p->pair_eof ? -1 : 0;
+}
+
+/* Read what the gate side wrote into the down buffer; false at EOF or error. */
+static bool
+tls_read_pair(struct tls_proxy *p)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (p->down_cap < LWS_PRE + p->down_len + TLS_CHUNK) {
+			p->down_cap = p->down_cap ? p->down_cap * 2 : LWS_PRE + 2 * TLS_CHUNK;
+			p->down = realloc(p->down, p->down_cap);
+		}
+		n = read(p->fd, p->down + LWS_PRE + p->down_len, TLS_CHUNK);
+		if (n > 0) {
+			p->down_len += (size_t) n;
+			if (p->down_len >= TLS_DOWN_MAX)
+				return true;
+			continue;
+		}
+		return n < 0 && (errno == EAGAIN || errno == EINTR);
+	}
+}
+
+/* The TLS connection is gone: drop our socketpair end and the proxy. */
+static void
+tls_on_close(struct tls_proxy *p)
+{
+	p->tls = NULL;
+	lws_sul_cancel(&p->sul);
+	if (p->pair)
+		raw_drop(p->pair);
+	free(p->up);
+	free(p->down);
+	free(p);
+}
+
+/* Callback of the raw TLS listener's protocol. */
+static int
+tls_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+	     void *in, size_t len)
+{
+	struct tls_proxy *p = lws_get_opaque_user_data(wsi);
+
+	(void) user;
+	switch (reason) {
+	case LWS_CALLBACK_RAW_ADOPT:
+		return tls_on_adopt(wsi);
+	case LWS_CALLBACK_RAW_RX:
+		if (p)
+			tls_on_rx(p, in, len);
+		return 0;
+	case LWS_CALLBACK_RAW_WRITEABLE:
+		return p ? tls_on_writeable(wsi, p) : 0;
+	case LWS_CALLBACK_RAW_CLOSE:
+		if (p) {
+			lws_set_opaque_user_data(wsi, NULL);
+			tls_on_close(p);
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* Event on the bridge's end of a socketpair. */
+int
+tls_on_pair_event(struct lws *wsi, int reason, void *obj)
+{
+	struct tls_proxy *p = obj;
+
+	if (wsi != p->pair)
+		return 0;
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX_FILE:
+		if (!p->tls)
+			return 0;
+		if (!tls_read_pair(p)) {
+			p->pair_eof = true;	/* the gate or lws closed: close TLS after the rest */
+			lws_rx_flow_control(wsi, 0);
+		} else if (p->down_len >= TLS_DOWN_MAX)
+			lws_rx_flow_control(wsi, 0);
+		if (p->down_len || p->pair_eof)
+			lws_callback_on_writable(p->tls);
+		return 0;
+	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+		tls_flush_up(p);
+		return 0;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		/* hung up (POLLHUP): take what is still buffered before lws closes the fd */
+		if (p->tls)
+			tls_read_pair(p);
+		p->pair = NULL;
+		p->pair_eof = true;
+		if (p->tls)
+			lws_callback_on_writable(p->tls);
+		return 0;
+	}
+	return 0;
+}
+
+static struct lws_protocols tls_protocols[] = {
+	{"wsnotify-tls", tls_callback, 0, TLS_CHUNK, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+/* Create the TLS listening vhost on cf_listen; false with a logged reason. */
+bool
+tls_listen(struct lws_context *ctx)
+{
+	struct lws_context_creation_info info;
+	static char host[256];
+	const char *colon = strrchr(cf_listen, ':');
+
+	if (!colon) {
+		log_error("listen: \"%s\" is not HOST:PORT", cf_listen);
+		return false;
+	}
+	snprintf(host, sizeof(host), "%.*s", (int) (colon - cf_listen), cf_listen);
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "wsnotify-tls";
+	info.port = atoi(colon + 1);
+	info.iface = host[0] ? host : NULL;
+	info.protocols = tls_protocols;
+	info.ssl_cert_filepath = cf_tls_cert_file;
+	info.ssl_private_key_filepath = cf_tls_key_file;
+	/* lws 4.1 enables TLS on a vhost only when its own options ask for it */
+	info.options = LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG |
+		       LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.alpn = "http/1.1";	/* the gate speaks HTTP/1.1 only */
+	info.listen_accept_role = "raw-skt";
+	info.listen_accept_protocol = "wsnotify-tls";
+	tls_vhost = lws_create_vhost(ctx, &info);
+	if (!tls_vhost) {
+		log_error("cannot listen with TLS on %s (certificate %s, key %s)",
+			  cf_listen, cf_tls_cert_file, cf_tls_key_file);
+		return false;
+	}
+	gate_set_port(lws_get_vhost_listen_port(tls_vhost));
+	log_info("listening with TLS on %s (port %d)", cf_listen, gate_port());
+	return true;
+}

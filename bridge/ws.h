@@ -1,0 +1,30 @@
+/*
+ * ws.h: libwebsockets callbacks for the WebSocket and HTTP side.
+ *
+ * One callback serves the protocols "wsnotify" (the default: bare messages)
+ * and "wsnotify.v1" (envelopes with a cursor; the envelope is built when a
+ * message is queued, see registry.c), and the plain HTTP requests
+ * (/healthz, /metrics, static files).  Writes happen
+ * only in LWS_CALLBACK_SERVER_WRITEABLE, one lws_write per callback, from a
+ * buffer with LWS_PRE headroom; large messages go out as fragments of
+ * WS_TX_CHUNK bytes.
+ */
+#ifndef WSNOTIFY_WS_H
+#define WSNOTIFY_WS_H
+
+#include <libwebsockets.h>
+
+#define WS_TX_CHUNK (64 * 1024)
+#define WS_RX_BUFFER (64 * 1024)
+
+/* The protocol callback for "wsnotify", "wsnotify.v1" and plain HTTP. */
+int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+		void *in, size_t len);
+/* Per-session data size for the protocol table. */
+size_t ws_pss_size(void);
+/* Periodic check: pings, pong timeouts, idle and expired connections. */
+void ws_sweep(void);
+/* Close every connection with 1001 (drain). */
+void ws_close_all(void);
+
+#endif

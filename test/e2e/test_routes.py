@@ -1,0 +1,167 @@
+"""Client messages run SQL route handlers; replies, errors, limits."""
+import asyncio
+import json
+import time
+
+import pytest
+import websockets
+
+from conftest import connect, expect_silence, recv_json, run, token
+from test_resume import connect_v1
+
+
+def route(db, name, body, lang="sql"):
+    fn = "h_" + name.strip("$").replace("-", "_")
+    db.sql(f"CREATE FUNCTION {fn}(c jsonb, m jsonb) RETURNS jsonb LANGUAGE {lang} AS $f${body}$f$")
+    db.sql("SELECT ws_route(%s, %s::regprocedure)", name, f"{fn}(jsonb,jsonb)")
+
+
+def test_action_runs_its_handler_and_the_result_comes_back(bridge, db):
+    route(db, "echo", "SELECT jsonb_build_object('you', c->>'user_id', 'said', m->'text')")
+
+    async def go():
+        ws = await connect(bridge, "alice")
+        await ws.send(json.dumps({"action": "echo", "text": "hi"}))
+        assert await recv_json(ws) == {"you": "alice", "said": "hi"}
+        await ws.close()
+    run(go())
+
+
+def test_v1_reply_carries_the_request_id_and_replies_keep_request_order(bridge, db):
+    route(db, "echo", "SELECT m->'n'")
+
+    async def go():
+        ws = await connect_v1(bridge, "alice")
+        for n in range(10):
+            await ws.send(json.dumps({"action": "echo", "n": n, "request_id": f"r{n}"}))
+        got = [await recv_json(ws) for _ in range(10)]
+        assert got == [{"type": "reply", "request_id": f"r{n}", "data": n} for n in range(10)]
+        await ws.close()
+    run(go())
+
+
+def test_default_route_takes_messages_without_a_route(bridge, db):
+    route(db, "$default", "SELECT jsonb_build_object('default', m)")
+
+    async def go():
+        ws = await connect(bridge, "alice")
+        await ws.send('{"action": "nope"}')
+        assert await recv_json(ws) == {"default": {"action": "nope"}}
+        await ws.close()
+    run(go())
+
+
+def test_error_frames_leave_the_connection_open(bridge, db):
+    route(db, "boom", "BEGIN RAISE EXCEPTION 'on purpose'; END", lang="plpgsql")
+    route(db, "crash", "SELECT (1/0)::text::jsonb")
+
+    async def go():
+        ws = await connect_v1(bridge, "alice")
+        await ws.send("not json")
+        assert (await recv_json(ws))["code"] == "bad_json"
+        await ws.send('{"action": "missing", "request_id": 7}')
+        e = await recv_json(ws)
+        assert (e["code"], e["request_id"]) == ("no_route", 7)
+        await ws.send('{"action": "boom"}')
+        e = await recv_json(ws)
+        assert (e["code"], e["message"]) == ("handler_error", "on purpose")
+        await ws.send('{"action": "crash"}')
+        e = await recv_json(ws)
+        assert e["code"] == "handler_error" and "division" not in e["message"]
+        assert e["message"].startswith("internal error (ref ")
+        assert ws.open
+        await ws.close()
+    run(go())
+    assert "division by zero" in bridge.log()
+
+
+def test_handler_past_handler_timeout_gets_a_timeout_error(bridges, db):
+    b = bridges(args=["--handler-timeout", "200ms"])
+    route(db, "slow", "SELECT pg_sleep(2)::text::jsonb")
+
+    async def go():
+        ws = await connect_v1(b, "alice")
+        await ws.send('{"action": "slow"}')
+        assert (await recv_json(ws))["code"] == "timeout"
+        await ws.close()
+    run(go())
+
+
+def test_slow_handler_delays_neither_deliveries_nor_other_clients(bridge, db):
+    route(db, "slow", "SELECT to_jsonb('slow'::text) FROM pg_sleep(2)")
+    route(db, "fast", "SELECT to_jsonb('fast'::text)")
+
+    async def go():
+        a = await connect(bridge, "alice")
+        b = await connect(bridge, "bob")
+        await a.send('{"action": "slow"}')
+        await asyncio.sleep(0.1)
+        t0 = time.time()
+        await b.send('{"action": "fast"}')
+        assert await recv_json(b) == "fast"
+        db.sql("SELECT send_ws('bob', '{\"d\": 1}')")
+        assert await recv_json(b) == {"d": 1}
+        assert time.time() - t0 < 1.0
+        assert await recv_json(a, timeout=5) == "slow"
+        await a.close()
+        await b.close()
+    run(go())
+
+
+def test_client_over_its_rate_limit_gets_rate_limited_errors(bridges, db):
+    b = bridges(args=["--client-rate-limit", "5"])
+    route(db, "echo", "SELECT m->'n'")
+
+    async def go():
+        ws = await connect_v1(b, "alice")
+        for n in range(20):
+            await ws.send(json.dumps({"action": "echo", "n": n}))
+        frames = [await recv_json(ws) for _ in range(20)]
+        assert sum(1 for f in frames if f.get("code") == "rate_limited") >= 10
+        assert sum(1 for f in frames if f.get("type") == "reply") >= 5
+        await ws.close()
+    run(go())
+
+
+def test_binary_frame_closes_with_1003(bridge):
+    async def go():
+        ws = await connect(bridge, "alice")
+        await ws.send(b"\x00\x01")
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1003
+    run(go())
+
+
+def test_hostile_bodies_reach_the_handler_as_data(bridge, db):
+    route(db, "echo", "SELECT m->'v'")
+    hostile = ["'); DROP TABLE websocket_client; --", "\u00e9\u4e2d\U0001F600", "\\u0000 not a nul",
+               "x" * 100000]
+
+    async def go():
+        ws = await connect(bridge, "alice")
+        for v in hostile:
+            await ws.send(json.dumps({"action": "echo", "v": v}))
+            assert await recv_json(ws) == v
+        deep = {"action": "echo", "v": 1}
+        for _ in range(500):
+            deep = {"action": "echo", "v": deep}
+        await ws.send(json.dumps(deep))
+        await recv_json(ws)
+        assert ws.open
+        await ws.close()
+    run(go())
+    assert db.sql("SELECT count(*) FROM websocket_client") is not None
+
+
+def test_disconnect_handler_runs_when_the_client_closes(bridge, db):
+    db.sql("CREATE TABLE gone (user_id text)")
+    route(db, "$disconnect",
+          "BEGIN INSERT INTO gone VALUES (c->>'user_id'); RETURN NULL; END", lang="plpgsql")
+
+    async def go():
+        ws = await connect(bridge, "alice")
+        await ws.close()
+    run(go())
+    from conftest import wait_for
+    wait_for(lambda: db.sql("SELECT user_id FROM gone") == [("alice",)], what="$disconnect ran")
