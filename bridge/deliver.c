@@ -78,9 +78,27 @@ deliver_close(struct conn *c, const char *body)
 	json_decref(j);
 }
 
+/* A topic message: to the connections of this bridge the database listed. */
+static void
+deliver_topic(struct payload *p, int64_t id, const char *connections)
+{
+	json_t *list = connections ? json_loads(connections, 0, NULL) : NULL;
+	json_t *value;
+	size_t i;
+
+	json_array_foreach(list, i, value) {
+		struct conn *c = json_is_string(value) ? registry_find(json_string_value(value)) : NULL;
+
+		if (c && id > c->start_id)
+			conn_enqueue(c, p, id);
+	}
+	json_decref(list);
+}
+
 /* Dispatch one fetched row by kind. */
 static void
-deliver_row(int64_t id, char kind, const char *target, const char *body)
+deliver_row(int64_t id, char kind, const char *target, const char *body,
+	    const char *connections)
 {
 	struct payload *p;
 	struct conn *c;
@@ -99,6 +117,8 @@ deliver_row(int64_t id, char kind, const char *target, const char *body)
 		deliver_all(p, id);
 	else if (kind == 'c' && target && (c = registry_find(target)) && id > c->start_id)
 		conn_enqueue(c, p, id);
+	else if (kind == 't')
+		deliver_topic(p, id, connections);
 	payload_unref(p);
 }
 
@@ -131,7 +151,7 @@ deliver_fetch_done(PGresult *res, void *arg)
 			continue;
 		}
 		deliver_row(id, kind, PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
-			    PQgetvalue(res, i, 3));
+			    PQgetvalue(res, i, 3), PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4));
 	}
 	if (notify_ms && rows > 1) {
 		metrics_lag((double) (now_ms() - notify_ms) / 1000.0);
@@ -160,7 +180,7 @@ deliver_fetch(void)
 	}
 	snprintf(after, sizeof(after), "%" PRId64, cursor);
 	snprintf(batch, sizeof(batch), "%lld", cf_fetch_batch);
-	if (db_query("SELECT id, kind, target, body FROM wsnotify_fetch($1, $2, $3)",
+	if (db_query("SELECT id, kind, target, body, connections FROM wsnotify_fetch($1, $2, $3)",
 		     3, params, deliver_fetch_done, NULL, 0)) {
 		fetch_inflight = true;
 		metrics.fetches++;

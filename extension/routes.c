@@ -159,7 +159,8 @@ ws_unroute(PG_FUNCTION_ARGS)
  * Run the handler for a client's message: the route named by its "action",
  * else $default.  Actions starting with '$' never name a route, so a client
  * cannot trigger $connect or $disconnect.  Raises SQLSTATE 42883 when
- * neither exists.
+ * neither exists.  The built-in subscribe and unsubscribe actions are
+ * answered by topics.c.
  */
 Datum
 wsnotify_invoke(PG_FUNCTION_ARGS)
@@ -183,6 +184,10 @@ wsnotify_invoke(PG_FUNCTION_ARGS)
 		action = RoutesJsonbField(message, "action", false);
 	if (action != NULL && action[0] == '$')
 		action = NULL;
+	if (action != NULL && (strcmp(action, "subscribe") == 0 ||
+						   strcmp(action, "unsubscribe") == 0))
+		PG_RETURN_JSONB_P(TopicClientAction(namespace, connection_id, action,
+											RoutesJsonbField(message, "topic", false)));
 	if (!(action && RoutesLookup(namespace, action, &route, NULL)) &&
 		!RoutesLookup(namespace, "$default", &route, NULL))
 		ereport(ERROR,

@@ -130,24 +130,67 @@ static char *
 TopicArgument(FunctionCallInfo fcinfo, int argno)
 {
 	char	   *topic;
-	const char *p;
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("topic must not be null")));
 	topic = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	TopicCheckName(topic, ERRCODE_INVALID_PARAMETER_VALUE);
+	return topic;
+}
+
+/*
+ * Raise sqlstate unless topic is a valid topic name.
+ */
+void
+TopicCheckName(const char *topic, int sqlstate)
+{
+	const char *p;
+
 	for (p = topic; *p; p++)
 		if (!(isascii((unsigned char) *p) && (isalnum((unsigned char) *p) ||
 											  strchr("_-.:/@", *p))))
 			break;
 	if (*p != '\0' || p == topic || p - topic > TOPIC_NAME_MAX)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(errcode(sqlstate),
 				 errmsg("invalid topic name"),
 				 errdetail("A topic is 1 to %d ASCII letters, digits, \"_\", \"-\", \".\", \":\", \"/\" or \"@\".",
 						   TOPIC_NAME_MAX)));
-	return topic;
+}
+
+/*
+ * A client's built-in subscribe or unsubscribe action, run for the bridge
+ * by wsnotify_invoke.  Refusals are SQLSTATE P0001, so that the bridge shows
+ * their message to the client as it does a handler's RAISE.  Returns the
+ * reply: {"subscribed": topic} or {"unsubscribed": topic}.
+ */
+Jsonb *
+TopicClientAction(Oid namespace, const char *connection_id,
+				  const char *action, const char *topic)
+{
+	bool		subscribe = strcmp(action, "subscribe") == 0;
+	Datum		values[2];
+	char	   *reply;
+
+	if (topic == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_RAISE_EXCEPTION),
+				 errmsg("%s needs a \"topic\" string", action)));
+	TopicCheckName(topic, ERRCODE_RAISE_EXCEPTION);
+	values[0] = CStringGetTextDatum(connection_id);
+	values[1] = CStringGetTextDatum(topic);
+	TopicExec(namespace,
+			  psprintf("SELECT %s($1, $2)",
+					   WsnotifyQualifiedName(namespace, subscribe ?
+											 "wsnotify_client_subscribe" :
+											 "wsnotify_client_unsubscribe")),
+			  2, values, false);
+	/* A valid topic name needs no escaping inside a JSON string. */
+	reply = psprintf("{\"%s\": \"%s\"}",
+					 subscribe ? "subscribed" : "unsubscribed", topic);
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(reply)));
 }
 
 /*

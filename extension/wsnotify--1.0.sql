@@ -675,8 +675,9 @@ TO wsnotify_bridge;
 
 -- A client asked to subscribe ({"action": "subscribe", "topic": ...}): the
 -- $subscribe route decides (a handler returning true allows; anything else,
--- or a RAISE, refuses with SQLSTATE 42501 and, for a RAISE, its message);
--- without a $subscribe route only server-side subscriptions exist.
+-- or a RAISE, refuses, with the RAISE's message if it was one);
+-- without a $subscribe route only server-side subscriptions exist. Refusals
+-- are SQLSTATE P0001, raised on purpose: the bridge shows their message.
 CREATE FUNCTION @extschema@.wsnotify_client_subscribe(connection_id text,
                                                       topic text)
 RETURNS boolean
@@ -692,7 +693,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM @extschema@.websocket_route r
                    WHERE r.route = '$subscribe') THEN
         RAISE EXCEPTION 'subscriptions are made by the server only'
-            USING ERRCODE = 'insufficient_privilege',
+            USING ERRCODE = 'raise_exception',
                   HINT = 'Register a $subscribe route to let clients subscribe.';
     END IF;
     SELECT jsonb_build_object('connection_id', c.connection_id,
@@ -712,16 +713,16 @@ BEGIN
         GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE,
                                 failed_message = MESSAGE_TEXT;
         IF failed_state LIKE 'P0%' THEN
-            RAISE EXCEPTION '%', failed_message USING ERRCODE = 'insufficient_privilege';
+            RAISE EXCEPTION '%', failed_message USING ERRCODE = 'raise_exception';
         END IF;
         RAISE EXCEPTION 'subscription refused'
-            USING ERRCODE = 'insufficient_privilege',
+            USING ERRCODE = 'raise_exception',
                   DETAIL = format('The $subscribe handler failed with SQLSTATE %s: %s',
                                   failed_state, failed_message);
     END;
     IF verdict IS DISTINCT FROM 'true'::jsonb THEN
         RAISE EXCEPTION 'subscription to "%" refused', topic
-            USING ERRCODE = 'insufficient_privilege';
+            USING ERRCODE = 'raise_exception';
     END IF;
     RETURN @extschema@.ws_subscribe($1, topic);
 END

@@ -49,6 +49,11 @@ extern void SendQueue(FunctionCallInfo fcinfo, char kind, text *target,
 extern Jsonb *SendRequiredMessage(FunctionCallInfo fcinfo, int argno);
 extern void SendCheckWritable(const char *function_name);
 
+/*---- topics.c ----*/
+extern void TopicCheckName(const char *topic, int sqlstate);
+extern Jsonb *TopicClientAction(Oid namespace, const char *connection_id,
+								const char *action, const char *topic);
+
 /*---- token.c ----*/
 extern Jsonb *TokenVerifyConfigured(const char *token);
 extern Jsonb *TokenVerifyWithKey(const char *token, const char *key,
