@@ -17,6 +17,8 @@
 
 #include <utlist.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "db.h"
 #include "deliver.h"
@@ -44,6 +46,7 @@ struct gate {
 	bool envelope;			/* asked for wsnotify.v1 */
 	bool resume;			/* with ?since= */
 	char since[24];
+	char topics[4096];		/* ?topics=, comma-separated; "" when none */
 };
 
 static struct gate *gates;
@@ -285,6 +288,37 @@ gate_welcome(struct conn *c, const char *welcome)
 	free(frame);
 }
 
+/*
+ * Topics of ?topics= that the database refused: one error frame each
+ * (docs/protocol.md), after the welcome frame.
+ */
+static void
+gate_refused_topics(struct conn *c, const char *refused)
+{
+	json_t *list = json_loads(refused, 0, NULL);
+	json_t *item;
+	size_t i;
+
+	json_array_foreach(list, i, item) {
+		json_t *frame = json_object();
+		char *text;
+
+		json_object_set_new(frame, c->envelope ? "type" : "error",
+				    json_string(c->envelope ? "error" : "handler_error"));
+		if (c->envelope)
+			json_object_set_new(frame, "code", json_string("handler_error"));
+		json_object_set(frame, "topic", json_object_get(item, "topic"));
+		json_object_set(frame, "message", json_object_get(item, "message"));
+		text = json_dumps(frame, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (text)
+			conn_enqueue_text(c, text);
+		free(text);
+		json_decref(frame);
+		metrics.error_frames++;
+	}
+	json_decref(list);
+}
+
 /* The answer of wsnotify_connect. */
 static void
 gate_connect_done(PGresult *res, void *arg)
@@ -327,6 +361,8 @@ gate_connect_done(PGresult *res, void *arg)
 		 g->envelope ? " (wsnotify.v1)" : "");
 	if (PQnfields(res) > 4 && !PQgetisnull(res, 0, 4))
 		gate_welcome(c, PQgetvalue(res, 0, 4));
+	if (PQnfields(res) > 5 && !PQgetisnull(res, 0, 5))
+		gate_refused_topics(c, PQgetvalue(res, 0, 5));
 	if (g->resume)
 		gate_replay(c, g->since);
 	gate_handoff(g, c);
@@ -417,7 +453,7 @@ static void
 gate_upgrade(struct gate *g, struct request *r)
 {
 	char token[4096] = "";
-	const char *params[5];
+	const char *params[6];
 
 	if (main_draining()) {
 		gate_refuse(g, 503, AUTH_CAPACITY, "shutting down");
@@ -442,6 +478,12 @@ gate_upgrade(struct gate *g, struct request *r)
 	}
 	if (g->envelope && gate_since(r->target, g->since, sizeof(g->since)))
 		g->resume = true;
+	if (request_query_param(r->target, "topics", g->topics, sizeof(g->topics)) &&
+	    strlen(g->topics) == sizeof(g->topics) - 1) {
+		gate_refuse(g, 400, AUTH_BAD_REQUEST, "too many topics");
+		gate_done(g);
+		return;
+	}
 	if (!token[0]) {
 		gate_refuse(g, 401, AUTH_MISSING_TOKEN, "missing token");
 		gate_done(g);
@@ -463,9 +505,11 @@ gate_upgrade(struct gate *g, struct request *r)
 	params[2] = token;
 	params[3] = g->remote;
 	params[4] = g->user_agent[0] ? g->user_agent : NULL;
+	params[5] = g->topics[0] ? g->topics : NULL;
 	if (!db_query("SELECT user_id, claims::text, extract(epoch FROM expires_at), last_id, "
-		      "welcome::text FROM wsnotify_connect($1, $2, $3, $4, $5)",
-		      5, params, gate_connect_done, g, 0)) {
+		      "welcome::text, refused_topics::text "
+		      "FROM wsnotify_connect($1, $2, $3, $4, $5, string_to_array($6, ','))",
+		      6, params, gate_connect_done, g, 0)) {
 		gate_refuse(g, 503, AUTH_DB_UNAVAILABLE, "database unavailable");
 		gate_done(g);
 		return;

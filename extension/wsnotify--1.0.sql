@@ -445,22 +445,29 @@ $$;
 -- (SQLSTATE 42501 with the handler's message when it raises: the bridge
 -- answers 403), and return who it is, the cursor from which its messages are
 -- delivered, and the handler's result, the first frame the client receives.
+-- topics (the client's ?topics=) are subscribed in the same transaction, each
+-- as a client subscribe action, so that a resume's replay and the live
+-- stream both include them; refused_topics lists the refusals as
+-- [{"topic": T, "message": M}] (NULL when none).
 CREATE FUNCTION @extschema@.wsnotify_connect(connection_id text,
                                              bridge_id text,
                                              token text,
                                              remote_addr text,
                                              user_agent text,
+                                             topics text[] DEFAULT NULL,
                                              OUT user_id text,
                                              OUT claims jsonb,
                                              OUT expires_at timestamptz,
                                              OUT last_id bigint,
-                                             OUT welcome jsonb)
+                                             OUT welcome jsonb,
+                                             OUT refused_topics jsonb)
 LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     failed_state text;
     failed_message text;
+    topic text;
 BEGIN
     IF connection_id IS NULL OR bridge_id IS NULL THEN
         RAISE EXCEPTION 'connection_id and bridge_id must not be null'
@@ -495,6 +502,15 @@ BEGIN
                   DETAIL = format('The $connect handler failed with SQLSTATE %s: %s',
                                   failed_state, failed_message);
     END;
+    FOREACH topic IN ARRAY coalesce(topics, '{}') LOOP
+        BEGIN
+            PERFORM @extschema@.wsnotify_client_subscribe($1, topic);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS failed_message = MESSAGE_TEXT;
+            refused_topics := coalesce(refused_topics, '[]'::jsonb)
+                || jsonb_build_object('topic', topic, 'message', failed_message);
+        END;
+    END LOOP;
 END
 $$;
 
@@ -573,7 +589,7 @@ REVOKE ALL ON FUNCTION
     @extschema@.wsnotify_bridge_start(text),
     @extschema@.wsnotify_heartbeat(text, interval),
     @extschema@.wsnotify_purge(integer),
-    @extschema@.wsnotify_connect(text, text, text, text, text),
+    @extschema@.wsnotify_connect(text, text, text, text, text, text[]),
     @extschema@.wsnotify_disconnect(text),
     @extschema@.wsnotify_fetch(text, bigint, integer),
     @extschema@.wsnotify_invoke(text, jsonb),
@@ -585,7 +601,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.wsnotify_bridge_start(text),
     @extschema@.wsnotify_heartbeat(text, interval),
     @extschema@.wsnotify_purge(integer),
-    @extschema@.wsnotify_connect(text, text, text, text, text),
+    @extschema@.wsnotify_connect(text, text, text, text, text, text[]),
     @extschema@.wsnotify_disconnect(text),
     @extschema@.wsnotify_fetch(text, bigint, integer),
     @extschema@.wsnotify_invoke(text, jsonb),

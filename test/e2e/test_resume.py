@@ -8,8 +8,8 @@ import websockets
 from conftest import connect, expect_silence, raw_upgrade, recv_json, run, token
 
 
-async def connect_v1(b, user, since=None):
-    url = b.ws_url(token(user)) + (f"&since={since}" if since is not None else "")
+async def connect_v1(b, user, since=None, extra=""):
+    url = b.ws_url(token(user)) + (f"&since={since}" if since is not None else "") + extra
     return await websockets.connect(url, subprotocols=["wsnotify.v1"], max_size=None,
                                     ping_interval=None)
 

@@ -131,3 +131,26 @@ def test_presence_join_and_debounced_leave(bridge, db):
         assert await recv_json(watcher) == {"presence": "leave", "topic": "room:1", "user_id": "alice"}
         await watcher.close()
     run(go())
+
+
+def test_topics_in_the_url_are_subscribed_at_connect_and_resumed(bridge, db):
+    route(db, "$subscribe", "SELECT to_jsonb(m->>'topic' LIKE 'room:%')")
+
+    async def go():
+        url_topics = "&topics=room:1,secret"
+        ws = await connect_v1(bridge, "alice", extra=url_topics)
+        refused = await recv_json(ws)
+        assert refused["type"] == "error" and refused["topic"] == "secret"
+        db.sql("SELECT publish_ws('room:1', '{\"n\": 1}')")
+        cursor = (await recv_json(ws))["id"]
+        await ws.close()
+        wait_for(lambda: db.sql("SELECT count(*) FROM websocket_client")[0][0] == 0)
+        db.sql("SELECT publish_ws('room:1', '{\"n\": 2}')")
+        db.sql("SELECT publish_ws('secret', '{\"n\": 3}')")
+        again = await connect_v1(bridge, "alice", since=cursor, extra="&topics=room:1")
+        assert (await recv_json(again))["data"] == {"n": 2}
+        db.sql("SELECT publish_ws('room:1', '{\"n\": 4}')")
+        assert (await recv_json(again))["data"] == {"n": 4}
+        await expect_silence(again)
+        await again.close()
+    run(go())
