@@ -203,7 +203,11 @@ main_create_context(void)
 	struct lws_context_creation_info info;
 
 	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+	/*
+	 * Invalid UTF-8 in a client text frame closes it with 1007; lws 4.1
+	 * reads this option from the context, not only from the vhost.
+	 */
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8 |
 		(cf_tls_cert_file[0] ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
 	info.max_http_header_data = (unsigned short)
 		(cf_max_header_size + 1024 > 65535 ? 65535 : cf_max_header_size + 1024);
@@ -216,7 +220,6 @@ main_create_context(void)
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.vhost_name = "wsnotify";
 	info.protocols = protocols;
-	/* invalid UTF-8 in a client text frame closes it with 1007 */
 	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
 	if (cf_static[0]) {
 		m_health = (struct lws_http_mount) {.mountpoint = "/healthz", .origin = "wsnotify",

@@ -6,7 +6,7 @@ import time
 import pytest
 import websockets
 
-from conftest import connect, expect_silence, recv_json, run, token
+from conftest import connect, expect_silence, recv_json, run, token, wait_for
 from test_resume import connect_v1
 
 
@@ -165,3 +165,118 @@ def test_disconnect_handler_runs_when_the_client_closes(bridge, db):
     run(go())
     from conftest import wait_for
     wait_for(lambda: db.sql("SELECT user_id FROM gone") == [("alice",)], what="$disconnect ran")
+
+
+def test_disconnect_handler_runs_after_close_ws(bridge, db):
+    db.sql("CREATE TABLE gone (connection_id text, still_there boolean)")
+    route(db, "$disconnect",
+          "BEGIN INSERT INTO gone SELECT c->>'connection_id', EXISTS (SELECT 1 FROM "
+          "websocket_client WHERE connection_id = c->>'connection_id'); RETURN NULL; END",
+          lang="plpgsql")
+
+    async def go():
+        ws = await connect(bridge, "alice")
+        wait_for(lambda: len(db.sql("SELECT 1 FROM websocket_client")) == 1)
+        conn_id = db.sql("SELECT connection_id FROM websocket_client")[0][0]
+        db.sql("SELECT close_ws(%s, 4000, 'bye')", conn_id)
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 4000
+        wait_for(lambda: db.sql("SELECT * FROM gone") == [(conn_id, False)],
+                 what="$disconnect ran after the row was gone")
+    run(go())
+
+
+def test_disconnect_handler_runs_for_sockets_of_a_bridge_shutting_down(bridges, db):
+    import signal
+    db.sql("CREATE TABLE gone (user_id text)")
+    route(db, "$disconnect",
+          "BEGIN INSERT INTO gone VALUES (c->>'user_id'); RETURN NULL; END", lang="plpgsql")
+    b = bridges()
+
+    async def go():
+        sockets = [await connect(b, user) for user in ("alice", "bob")]
+        wait_for(lambda: len(db.sql("SELECT 1 FROM websocket_client")) == 2)
+        b.signal(signal.SIGTERM)
+        assert b.wait() == 0
+        for ws in sockets:
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+    run(go())
+    assert sorted(db.sql("SELECT user_id FROM gone")) == [("alice",), ("bob",)]
+
+
+def test_route_changes_are_seen_by_a_running_bridge(bridge, db):
+    route(db, "version", "SELECT '1'::jsonb")
+
+    async def go():
+        ws = await connect(bridge, "alice")
+        await ws.send('{"action": "version"}')
+        assert await recv_json(ws) == 1
+        db.sql("CREATE FUNCTION v2(c jsonb, m jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT ''2''::jsonb'")
+        db.sql("SELECT ws_route('version', 'v2(jsonb,jsonb)')")
+        await ws.send('{"action": "version"}')
+        assert await recv_json(ws) == 2
+        db.sql("SELECT ws_unroute('version')")
+        await ws.send('{"action": "version"}')
+        reply = await recv_json(ws)
+        assert reply["error"] == "no_route"
+        await ws.close()
+    run(go())
+
+
+def test_rls_handler_of_user_a_cannot_read_user_b_rows(bridge, db):
+    db.sql("CREATE ROLE rls_handler")
+    try:
+        db.sql("CREATE TABLE notes (owner text, body text)")
+        db.sql("INSERT INTO notes VALUES ('alice', 'a secret'), ('bob', 'b secret')")
+        db.sql("ALTER TABLE notes ENABLE ROW LEVEL SECURITY")
+        db.sql("CREATE POLICY own ON notes USING (owner = current_setting('wsnotify.user_id'))")
+        db.sql("GRANT SELECT ON notes TO rls_handler")
+        db.sql("CREATE FUNCTION notes_of(c jsonb, m jsonb) RETURNS jsonb LANGUAGE sql AS "
+               "'SELECT coalesce(jsonb_agg(body), ''[]'') FROM notes'")
+        db.sql("GRANT EXECUTE ON FUNCTION notes_of(jsonb, jsonb) TO rls_handler")
+        db.sql("SELECT ws_route('notes', 'notes_of(jsonb,jsonb)', 'rls_handler')")
+
+        async def go():
+            alice = await connect(bridge, "alice")
+            await alice.send('{"action": "notes"}')
+            assert await recv_json(alice) == ["a secret"]
+            await alice.send('{"action": "notes", "user_id": "bob"}')
+            assert await recv_json(alice) == ["a secret"]
+            await alice.close()
+        run(go())
+    finally:
+        db.sql("DROP OWNED BY rls_handler")
+        db.sql("DROP ROLE rls_handler")
+
+
+def test_invalid_utf8_text_frame_closes_with_1007(bridge):
+    import socket
+    import base64
+    import os
+    from conftest import token as mint
+    with socket.create_connection(("127.0.0.1", bridge.port), timeout=10) as s:
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /?token={mint('alice')} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        payload, mask = b"\xff\xfe\xfd", os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        data = b""
+        s.settimeout(3)
+        try:
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        assert data[0] & 0x0F == 0x8, "expected a close frame"
+        assert int.from_bytes(data[2:4], "big") == 1007
