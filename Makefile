@@ -5,6 +5,8 @@
 #   make installcheck    pg_regress against a running server
 #   make test            everything, on a throwaway cluster (see test/run)
 #   make demo            a throwaway cluster, the bridge and the demo page
+#   make fuzz            every libFuzzer target for 60 s from fuzz/corpus (not in make test)
+#   make soak            10-minute soak of the bridge (test/soak; not in make test)
 
 EXTENSION    = wsnotify
 EXTVERSION   = 1.0
@@ -14,7 +16,8 @@ OBJS         = extension/wsnotify.o \
                extension/send.o \
                extension/routes.o \
                extension/topics.o \
-               extension/token.o
+               extension/token.o \
+               extension/jwks.o
 DATA         = $(wildcard extension/wsnotify--*.sql)
 PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"
 
@@ -44,7 +47,7 @@ all install installcheck clean:
 	@exit 1
 endif
 
-.PHONY: bridge-all bridge-install bridge-clean test demo
+.PHONY: bridge-all bridge-install bridge-clean test demo fuzz soak
 bridge-all:
 	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG)
 bridge-install:
@@ -57,3 +60,9 @@ test:
 
 demo:
 	test/demo
+
+fuzz:
+	fuzz/run
+
+soak:
+	test/soak/run

@@ -27,7 +27,9 @@ long long cf_max_connections, cf_max_message_size, cf_send_queue_max,
 	cf_heartbeat_interval, cf_reap_after, cf_auth_timeout, cf_poll_interval,
 	cf_fetch_batch, cf_reconnect_min, cf_reconnect_max, cf_drain_timeout,
 	cf_token_leeway, cf_handler_pool_size, cf_handler_timeout, cf_client_rate_limit,
-	cf_max_pending_requests;
+	cf_max_pending_requests, cf_max_connections_per_user, cf_connect_rate_limit,
+	cf_auth_failure_rate_limit, cf_handshake_timeout;
+bool cf_close_on_token_expiry;
 
 enum cf_type { CF_STR, CF_BOOL, CF_INT, CF_SIZE, CF_DURATION };
 
@@ -70,6 +72,11 @@ static const struct cf_key cf_keys[] = {
 	{"handler_timeout", CF_DURATION, &cf_handler_timeout, true, "5s"},
 	{"client_rate_limit", CF_INT, &cf_client_rate_limit, true, "50"},
 	{"max_pending_requests", CF_INT, &cf_max_pending_requests, true, "16"},
+	{"max_connections_per_user", CF_INT, &cf_max_connections_per_user, true, "100"},
+	{"connect_rate_limit", CF_INT, &cf_connect_rate_limit, true, "0"},
+	{"auth_failure_rate_limit", CF_INT, &cf_auth_failure_rate_limit, true, "60"},
+	{"handshake_timeout", CF_DURATION, &cf_handshake_timeout, true, "5s"},
+	{"close_on_token_expiry", CF_BOOL, &cf_close_on_token_expiry, true, "true"},
 };
 #define CF_NKEYS (sizeof(cf_keys) / sizeof(cf_keys[0]))
 
@@ -105,6 +112,21 @@ cf_find(const char *name)
 	return -1;
 }
 
+/*
+ * v * mult into *out; false when it does not fit a long long (or is NaN):
+ * converting such a double is undefined behaviour (found by fuzz_config).
+ */
+static bool
+cf_scale(double v, long long mult, long long *out)
+{
+	double r = v * (double) mult;
+
+	if (!(r >= 0.0 && r < 9.2e18))
+		return false;
+	*out = (long long) r;
+	return true;
+}
+
 /* Parse a number with an optional unit suffix from a table of units. */
 static bool
 cf_parse_scaled(const char *s, const char *const *units, const long long *mult,
@@ -119,15 +141,11 @@ cf_parse_scaled(const char *s, const char *const *units, const long long *mult,
 		return false;
 	while (*end == ' ')
 		end++;
-	if (*end == '\0') {
-		*out = (long long) (v * mult[0]);
-		return true;
-	}
+	if (*end == '\0')
+		return cf_scale(v, mult[0], out);
 	for (int i = 0; units[i]; i++)
-		if (strcasecmp(end, units[i]) == 0) {
-			*out = (long long) (v * mult[i]);
-			return true;
-		}
+		if (strcasecmp(end, units[i]) == 0)
+			return cf_scale(v, mult[i], out);
 	return false;
 }
 

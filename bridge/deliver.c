@@ -95,10 +95,10 @@ deliver_topic(struct payload *p, int64_t id, const char *connections)
 	json_decref(list);
 }
 
-/* Dispatch one fetched row by kind. */
+/* Dispatch one fetched row by kind (binary: body is base64). */
 static void
 deliver_row(int64_t id, char kind, const char *target, const char *body,
-	    const char *connections)
+	    const char *connections, bool binary)
 {
 	struct payload *p;
 	struct conn *c;
@@ -110,7 +110,11 @@ deliver_row(int64_t id, char kind, const char *target, const char *body,
 			deliver_close(c, body);
 		return;
 	}
-	p = payload_new(body, strlen(body));
+	p = binary ? payload_new_base64(body, strlen(body)) : payload_new(body, strlen(body));
+	if (!p) {
+		log_error("message %" PRId64 ": binary body is not base64, skipped", id);
+		return;
+	}
 	if (kind == 'u' && target)
 		deliver_user(target, p, id);
 	else if (kind == 'b')
@@ -151,7 +155,8 @@ deliver_fetch_done(PGresult *res, void *arg)
 			continue;
 		}
 		deliver_row(id, kind, PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
-			    PQgetvalue(res, i, 3), PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4));
+			    PQgetvalue(res, i, 3), PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
+			    PQgetvalue(res, i, 5)[0] == 't');
 	}
 	if (notify_ms && rows > 1) {
 		metrics_lag((double) (now_ms() - notify_ms) / 1000.0);
@@ -180,7 +185,7 @@ deliver_fetch(void)
 	}
 	snprintf(after, sizeof(after), "%" PRId64, cursor);
 	snprintf(batch, sizeof(batch), "%lld", cf_fetch_batch);
-	if (db_query("SELECT id, kind, target, body, connections FROM wsnotify_fetch($1, $2, $3)",
+	if (db_query("SELECT id, kind, target, body, connections, is_binary FROM wsnotify_fetch($1, $2, $3)",
 		     3, params, deliver_fetch_done, NULL, 0)) {
 		fetch_inflight = true;
 		metrics.fetches++;

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "main.h"
 #include "metrics.h"
+#include "policy.h"
 #include "raw.h"
 #include "registry.h"
 #include "request.h"
@@ -47,6 +48,7 @@ struct gate {
 	bool resume;			/* with ?since= */
 	char since[24];
 	char topics[4096];		/* ?topics=, comma-separated; "" when none */
+	int retry_after;		/* seconds, for a 429 */
 };
 
 static struct gate *gates;
@@ -58,6 +60,7 @@ static struct lws *listen_wsi;
 static struct raw_tag listen_tag = {RAW_MAGIC, RAW_LISTEN, NULL};
 static struct conn *handoff_conn;
 static int handoff_fd = -1;
+static bool handoff_claimed;	/* lws claimed handoff_conn (it may be freed already) */
 
 /* Upgrades waiting for the database. */
 int
@@ -179,15 +182,25 @@ gate_refuse(struct gate *g, int status, enum auth_failure why, const char *reaso
 {
 	static const struct { int code; const char *text; } names[] = {
 		{400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
-		{431, "Request Header Fields Too Large"}, {503, "Service Unavailable"}};
+		{426, "Upgrade Required"}, {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
+		{503, "Service Unavailable"}};
 	const char *text = "Error";
-	char resp[1024];
+	char resp[1024], extra[64] = "";
 	int n;
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (names[i].code == status)
 			text = names[i].text;
 	metrics.auth_failures[why]++;
+	/* failed authentications feed auth_failure_rate_limit (origin and bad requests do not) */
+	if (why == AUTH_MISSING_TOKEN || why == AUTH_INVALID_TOKEN || why == AUTH_REFUSED)
+		policy_auth_failed(g->remote, now_ms());
+	if (status == 401)
+		snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer\r\n");
+	else if (status == 429 && g->retry_after > 0)	/* none for the per-user cap */
+		snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", g->retry_after);
+	else if (status == 426)
+		snprintf(extra, sizeof(extra), "Sec-WebSocket-Version: 13\r\n");
 	log_info("refused upgrade from %s %s%s%s: %d %s (%s)", g->remote, g->path,
 		 g->conn_id[0] ? " connection " : "", g->conn_id, status,
 		 metrics_auth_reason(why), reason);
@@ -196,8 +209,7 @@ gate_refuse(struct gate *g, int status, enum auth_failure why, const char *reaso
 	n = snprintf(resp, sizeof(resp),
 		     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
 		     "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s\n",
-		     status, text, strlen(reason) + 1,
-		     status == 401 ? "WWW-Authenticate: Bearer\r\n" : "", reason);
+		     status, text, strlen(reason) + 1, extra, reason);
 	if (write(g->fd, resp, (size_t) n) < 0)
 		log_debug("refusal to %s not written: %s", g->remote, strerror(errno));
 }
@@ -207,7 +219,6 @@ static void
 gate_handoff(struct gate *g, struct conn *c)
 {
 	int nfd = dup(g->fd);
-	struct lws *w;
 
 	if (nfd < 0) {
 		log_error("connection %s: dup failed: %s", g->conn_id, strerror(errno));
@@ -220,10 +231,17 @@ gate_handoff(struct gate *g, struct conn *c)
 	}
 	handoff_conn = c;
 	handoff_fd = nfd;
-	w = lws_adopt_socket_vhost_readbuf(main_vhost, nfd, g->buf, g->len);
+	handoff_claimed = false;
+	/* NULL or not, whether lws claimed c is what tells who owns it now */
+	lws_adopt_socket_vhost_readbuf(main_vhost, nfd, g->buf, g->len);
 	handoff_conn = NULL;
 	handoff_fd = -1;
-	if (c && (!w || !c->claimed)) {
+	/*
+	 * Once lws claimed c, ws.c owns it: lws may already have refused the
+	 * upgrade (no Sec-WebSocket-Key, bad version) and closed it inside the
+	 * adopt call, freeing c.  Only an unclaimed c is still ours to remove.
+	 */
+	if (c && !handoff_claimed) {
 		log_warn("connection %s: libwebsockets did not take the socket", c->id);
 		deliver_disconnect(c->id);
 		registry_remove(c);
@@ -240,6 +258,7 @@ gate_handoff_conn(struct lws *wsi)
 	if (!c || c->claimed || lws_get_socket_fd(wsi) != handoff_fd)
 		return NULL;
 	c->claimed = true;
+	handoff_claimed = true;
 	return c;
 }
 
@@ -319,6 +338,18 @@ gate_refused_topics(struct conn *c, const char *refused)
 	json_decref(list);
 }
 
+/* Open connections of one user on this bridge. */
+static long long
+gate_user_count(const char *user_id)
+{
+	struct conn *c;
+	long long n = 0;
+
+	for (c = registry_user(user_id); c; c = c->unext)
+		n++;
+	return n;
+}
+
 /* The answer of wsnotify_connect. */
 static void
 gate_connect_done(PGresult *res, void *arg)
@@ -348,6 +379,14 @@ gate_connect_done(PGresult *res, void *arg)
 		deliver_disconnect(g->conn_id);
 		if (g->wsi)
 			gate_refuse(g, 503, AUTH_DB_UNAVAILABLE, "shutting down");
+		gate_free(g);
+		return;
+	}
+	if (cf_max_connections_per_user > 0 &&
+	    gate_user_count(PQgetvalue(res, 0, 0)) >= cf_max_connections_per_user) {
+		/* the database made the row; take it back before refusing */
+		deliver_disconnect(g->conn_id);
+		gate_refuse(g, 429, AUTH_CAPACITY, "too many connections for this user");
 		gate_free(g);
 		return;
 	}
@@ -385,11 +424,7 @@ gate_new_id(char *out, size_t n)
 static bool
 gate_since(const char *target, char *out, size_t n)
 {
-	if (!request_query_param(target, "since", out, n))
-		return false;
-	if (!out[0] || strspn(out, "0123456789") != strlen(out) || strlen(out) > 18)
-		snprintf(out, n, "0");
-	return true;
+	return request_cursor(target, out, n);
 }
 
 /* Answer of wsnotify_replay: the missed messages (or a reset), then live ones. */
@@ -421,10 +456,12 @@ gate_replay_done(PGresult *res, void *arg)
 			snprintf(frame, sizeof(frame), "{\"type\": \"reset\", \"id\": \"%lld\"}", rid);
 			conn_enqueue_text(c, frame);
 		} else {
-			struct payload *p = payload_new(PQgetvalue(res, i, 3),
-							(size_t) PQgetlength(res, i, 3));
+			struct payload *p = PQgetvalue(res, i, 4)[0] == 't' ?
+				payload_new_base64(PQgetvalue(res, i, 3), (size_t) PQgetlength(res, i, 3)) :
+				payload_new(PQgetvalue(res, i, 3), (size_t) PQgetlength(res, i, 3));
 
-			conn_enqueue_now(c, p, rid);
+			if (p)
+				conn_enqueue_now(c, p, rid);
 			payload_unref(p);
 		}
 	}
@@ -441,7 +478,7 @@ gate_replay(struct conn *c, const char *since)
 
 	snprintf(upto, sizeof(upto), "%lld", (long long) c->start_id);
 	c->holding = true;
-	if (!db_query("SELECT id, kind, target, body FROM wsnotify_replay($1, $2, $3)",
+	if (!db_query("SELECT id, kind, target, body, is_binary FROM wsnotify_replay($1, $2, $3)",
 		      3, params, gate_replay_done, strdup(c->id), 0)) {
 		c->holding = false;
 		conn_enqueue_text(c, "{\"type\": \"reset\", \"id\": \"0\"}");
@@ -457,6 +494,30 @@ gate_upgrade(struct gate *g, struct request *r)
 
 	if (main_draining()) {
 		gate_refuse(g, 503, AUTH_CAPACITY, "shutting down");
+		gate_done(g);
+		return;
+	}
+	/*
+	 * What lws would refuse anyway is refused before the database is asked:
+	 * no row is made and dropped for it (RFC 6455 4.2.2: 426 names 13).
+	 */
+	if (!r->ws_key[0]) {
+		gate_refuse(g, 400, AUTH_BAD_REQUEST, "missing Sec-WebSocket-Key");
+		gate_done(g);
+		return;
+	}
+	if (strcmp(r->ws_version, "13") != 0) {
+		gate_refuse(g, 426, AUTH_BAD_REQUEST, "unsupported Sec-WebSocket-Version (13 only)");
+		gate_done(g);
+		return;
+	}
+	if (!policy_connect_ok(g->remote, now_ms(), &g->retry_after)) {
+		gate_refuse(g, 429, AUTH_RATE_LIMITED, "too many connection attempts; retry later");
+		gate_done(g);
+		return;
+	}
+	if (!policy_auth_ok(g->remote, now_ms(), &g->retry_after)) {
+		gate_refuse(g, 429, AUTH_RATE_LIMITED, "too many failed authentications; retry later");
 		gate_done(g);
 		return;
 	}
@@ -671,7 +732,17 @@ gate_sweep(void)
 	uint64_t now = now_ms();
 	struct gate *g, *tmp;
 
+	policy_sweep(now);
 	DL_FOREACH_SAFE(gates, g, tmp) {
+		if (g->wsi && !g->waiting && cf_handshake_timeout > 0 &&
+		    now - g->started_ms >= (uint64_t) cf_handshake_timeout) {
+			/* slowloris: the head trickles in, or never completes */
+			metrics.auth_failures[AUTH_TIMEOUT]++;
+			log_info("request from %s: head not complete after handshake_timeout, closing",
+				 g->remote);
+			gate_done(g);
+			continue;
+		}
 		if (!g->wsi || now - g->started_ms < (uint64_t) cf_auth_timeout)
 			continue;
 		if (g->waiting)

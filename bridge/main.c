@@ -95,6 +95,7 @@ main_on_signal(void)
 		if (si.ssi_signo == SIGHUP) {
 			log_info("SIGHUP: reloading the configuration");
 			config_reload();
+			tls_reload();
 		} else {
 			log_info("%s: shutting down", strsignal((int) si.ssi_signo));
 			main_begin_drain();

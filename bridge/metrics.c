@@ -14,7 +14,7 @@ struct metrics metrics;
 
 static const char *const auth_reasons[AUTH_NREASONS] = {
 	"missing_token", "invalid_token", "refused", "origin", "capacity",
-	"db_unavailable", "timeout", "bad_request"
+	"db_unavailable", "timeout", "bad_request", "rate_limited"
 };
 
 /* Name of an auth failure reason as used in labels and logs. */

@@ -182,9 +182,56 @@ payload_new(const char *data, size_t len)
 	struct payload *p = malloc(sizeof(*p) + len + 1);
 
 	p->refs = 1;
+	p->binary = false;
 	p->len = len;
 	memcpy(p->data, data, len);
 	p->data[len] = '\0';
+	return p;
+}
+
+/* Value of one standard base64 character, or -1. */
+static int
+b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* A new binary payload from one line of standard base64; NULL when invalid. */
+struct payload *
+payload_new_base64(const char *b64, size_t len)
+{
+	struct payload *p;
+	uint32_t bits = 0;
+	int nbits = 0;
+
+	while (len > 0 && b64[len - 1] == '=')
+		len--;
+	p = malloc(sizeof(*p) + len * 3 / 4 + 1);
+	p->refs = 1;
+	p->binary = true;
+	p->len = 0;
+	for (size_t i = 0; i < len; i++) {
+		int v = b64_value((unsigned char) b64[i]);
+
+		if (v < 0) {
+			free(p);
+			return NULL;
+		}
+		bits = (bits << 6) | (uint32_t) v;
+		nbits += 6;
+		if (nbits >= 8) {
+			nbits -= 8;
+			p->data[p->len++] = (char) (bits >> nbits);
+			bits &= (1u << nbits) - 1;
+		}
+	}
+	p->data[p->len] = '\0';
 	return p;
 }
 
@@ -215,15 +262,39 @@ conn_want_write(struct conn *c)
 		lws_callback_on_writable(c->wsi);
 }
 
+/*
+ * The wsnotify.v1 envelope of a binary message (docs/protocol.md): the byte
+ * 0x01, the id as 8 bytes big-endian, then the message.
+ */
+static struct payload *
+conn_envelope_binary(struct payload *p, int64_t id)
+{
+	struct payload *e = malloc(sizeof(*e) + 9 + p->len + 1);
+
+	e->refs = 0;
+	e->binary = true;
+	e->len = 9 + p->len;
+	e->data[0] = 0x01;
+	for (int i = 0; i < 8; i++)
+		e->data[1 + i] = (char) ((uint64_t) id >> (56 - 8 * i));
+	memcpy(e->data + 9, p->data, p->len);
+	e->data[e->len] = '\0';
+	return e;
+}
+
 /* The wsnotify.v1 envelope of a message: {"id": "N", "data": BODY}. */
 static struct payload *
 conn_envelope(struct payload *p, int64_t id)
 {
 	char head[64];
 	int hl = snprintf(head, sizeof(head), "{\"id\": \"%lld\", \"data\": ", (long long) id);
-	struct payload *e = malloc(sizeof(*e) + (size_t) hl + p->len + 2);
+	struct payload *e;
 
+	if (p->binary)
+		return conn_envelope_binary(p, id);
+	e = malloc(sizeof(*e) + (size_t) hl + p->len + 2);
 	e->refs = 0;
+	e->binary = false;
 	e->len = (size_t) hl + p->len + 1;
 	memcpy(e->data, head, (size_t) hl);
 	memcpy(e->data + hl, p->data, p->len);

@@ -22,6 +22,7 @@ struct user_entry;
 /* One message body shared by every queue that holds it. */
 struct payload {
 	int refs;
+	bool binary;			/* written as a binary frame */
 	size_t len;
 	char data[];
 };
@@ -38,8 +39,9 @@ struct out_item {
 /* A client message waiting for its route handler (route.c). */
 struct route_req {
 	struct route_req *next;
-	char *body;			/* the JSON object, as text */
+	char *body;			/* the JSON object, as text; binary: "\\x" + hex */
 	char *request_id;		/* its "request_id" as JSON text, or NULL */
+	bool binary;			/* a binary frame, for the $binary route */
 };
 
 enum conn_state { CONN_PENDING, CONN_OPEN };
@@ -70,6 +72,7 @@ struct conn {
 	bool envelope;			/* wsnotify.v1: {"id": cursor, "data": message} */
 	bool holding;			/* replay in flight: live messages wait in held */
 	struct out_item *held, *held_tail;			/* bound to the lws wsi that upgrades */
+	bool rx_binary;			/* the client message being gathered is binary */
 	size_t rx_len;			/* bytes of the client message so far */
 	char *rx_buf;			/* the client message so far */
 	size_t rx_cap;
@@ -110,6 +113,8 @@ size_t registry_queued_bytes(void);
 
 /* A new payload holding a copy of data, with one reference. */
 struct payload *payload_new(const char *data, size_t len);
+/* A new binary payload from one line of standard base64; NULL when invalid. */
+struct payload *payload_new_base64(const char *b64, size_t len);
 /* Drop one reference. */
 void payload_unref(struct payload *p);
 

@@ -48,6 +48,17 @@ request_query_param(const char *target, const char *name, char *out, size_t n)
 	return false;
 }
 
+/* The ?since= cursor as decimal digits ("0", never found, when malformed). */
+bool
+request_cursor(const char *target, char *out, size_t n)
+{
+	if (!request_query_param(target, "since", out, n))
+		return false;
+	if (!out[0] || strspn(out, "0123456789") != strlen(out) || strlen(out) > 18)
+		snprintf(out, n, "0");
+	return true;
+}
+
 /* Copy a header value (trimmed) into out. */
 static void
 request_copy_value(char *out, size_t n, const char *v, size_t len)
@@ -95,6 +106,10 @@ request_parse(const char *head, struct request *r)
 			request_copy_value(r->authorization, sizeof(r->authorization), colon + 1, vl);
 		else if (nl == 6 && !strncasecmp(line, "origin", 6))
 			request_copy_value(r->origin, sizeof(r->origin), colon + 1, vl);
+		else if (nl == 17 && !strncasecmp(line, "sec-websocket-key", 17))
+			request_copy_value(r->ws_key, sizeof(r->ws_key), colon + 1, vl);
+		else if (nl == 21 && !strncasecmp(line, "sec-websocket-version", 21))
+			request_copy_value(r->ws_version, sizeof(r->ws_version), colon + 1, vl);
 		else if (nl == 10 && !strncasecmp(line, "user-agent", 10))
 			request_copy_value(r->user_agent, sizeof(r->user_agent), colon + 1, vl);
 		else if (nl == 22 && !strncasecmp(line, "sec-websocket-protocol", 22))

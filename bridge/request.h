@@ -20,6 +20,8 @@ struct request {
 	char origin[512];
 	char user_agent[256];
 	char protocol[256];		/* Sec-WebSocket-Protocol */
+	char ws_key[64];		/* Sec-WebSocket-Key */
+	char ws_version[16];		/* Sec-WebSocket-Version */
 };
 
 /* Parse a NUL-terminated head (request line and headers); false when malformed. */
@@ -28,6 +30,12 @@ bool request_parse(const char *head, struct request *r);
 bool request_query_param(const char *target, const char *name, char *out, size_t n);
 /* Does a comma-separated token list (a header value) hold name? */
 bool request_list_has(const char *list, const char *name);
+/*
+ * The ?since= resume cursor of target as decimal digits: false when absent;
+ * "0" (a cursor never found, so the client gets a reset) when it is empty,
+ * not all digits or longer than 18 digits (it must fit an int64).
+ */
+bool request_cursor(const char *target, char *out, size_t n);
 /* Is this Origin in the allowed list (comma list, "*" any; empty allows all)? */
 bool request_origin_ok(const char *origin, const char *allowed);
 

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "frame.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
@@ -26,6 +27,7 @@ struct route_call {
 	char conn_id[40];
 	char *request_id;
 	int slot;
+	bool binary;			/* for the $binary route */
 };
 
 static void route_next(struct conn *c);
@@ -137,6 +139,9 @@ route_done(PGresult *res, void *arg)
 		if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
 			if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
 				route_reply(c, call->request_id, PQgetvalue(res, 0, 0));
+		} else if (call->binary && res && !strcmp(db_sqlstate(res), "42883")) {
+			log_info("connection %s: binary frame and no $binary route, closing with 1003", c->id);
+			conn_close(c, 1003, "binary frames are not accepted");
 		} else
 			route_failed(c, call->request_id, res);
 		route_next(c);
@@ -200,10 +205,12 @@ route_next(struct conn *c)
 	call = calloc(1, sizeof(*call));
 	snprintf(call->conn_id, sizeof(call->conn_id), "%s", c->id);
 	call->request_id = r->request_id;
+	call->binary = r->binary;
 	r->request_id = NULL;
 	params[0] = c->id;
 	params[1] = r->body;
-	if (!db_query_on(pool[slot], "SELECT wsnotify_invoke($1, $2::jsonb)::text", 2, params,
+	if (!db_query_on(pool[slot], r->binary ? "SELECT wsnotify_invoke_binary($1, $2::bytea)::text"
+			 : "SELECT wsnotify_invoke($1, $2::jsonb)::text", 2, params,
 			 route_done, call, 0)) {
 		route_error(c, call->request_id, "handler_error", "database unavailable");
 		free(call->request_id);
@@ -246,15 +253,10 @@ route_rate_ok(struct conn *c)
 void
 route_on_message(struct conn *c, const char *data, size_t len)
 {
-	json_t *msg, *rid;
 	struct route_req *r;
-	char *request_id = NULL;
+	char *body, *request_id;
 
-	msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
-	rid = json_is_object(msg) ? json_object_get(msg, "request_id") : NULL;
-	if (json_is_string(rid) || json_is_number(rid))
-		request_id = json_dumps(rid, JSON_ENCODE_ANY | JSON_COMPACT);
-	if (!json_is_object(msg))
+	if (!frame_parse(data, len, &body, &request_id))
 		route_error(c, NULL, "bad_json", "a message must be a JSON object");
 	else if (!route_rate_ok(c) || c->req_count >= cf_max_pending_requests)
 		route_error(c, request_id, "rate_limited", "too many messages; slow down");
@@ -262,9 +264,9 @@ route_on_message(struct conn *c, const char *data, size_t len)
 		route_error(c, request_id, "no_route", "routes are disabled on this bridge");
 	else {
 		r = calloc(1, sizeof(*r));
-		r->body = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		r->body = body;
 		r->request_id = request_id;
-		request_id = NULL;
+		body = request_id = NULL;
 		if (c->req_tail)
 			c->req_tail->next = r;
 		else
@@ -273,6 +275,51 @@ route_on_message(struct conn *c, const char *data, size_t len)
 		c->req_count++;
 		route_next(c);
 	}
+	free(body);
 	free(request_id);
-	json_decref(msg);
+}
+
+/* Queue a request for a connection's handler calls, in arrival order. */
+static void
+route_push(struct conn *c, struct route_req *r)
+{
+	if (c->req_tail)
+		c->req_tail->next = r;
+	else
+		c->req_head = r;
+	c->req_tail = r;
+	c->req_count++;
+	route_next(c);
+}
+
+/*
+ * A complete client binary message: to the $binary route as bytea (sent as
+ * "\\x" + hex text), whose absence closes the connection with 1003.
+ */
+void
+route_on_binary(struct conn *c, const char *data, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct route_req *r;
+
+	if (pool_size == 0) {
+		log_info("connection %s: binary frame and routes disabled, closing with 1003", c->id);
+		conn_close(c, 1003, "binary frames are not accepted");
+		return;
+	}
+	if (!route_rate_ok(c) || c->req_count >= cf_max_pending_requests) {
+		route_error(c, NULL, "rate_limited", "too many messages; slow down");
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	r->binary = true;
+	r->body = malloc(2 * len + 3);
+	r->body[0] = '\\';
+	r->body[1] = 'x';
+	for (size_t i = 0; i < len; i++) {
+		r->body[2 + 2 * i] = hex[(unsigned char) data[i] >> 4];
+		r->body[3 + 2 * i] = hex[(unsigned char) data[i] & 15];
+	}
+	r->body[2 + 2 * len] = '\0';
+	route_push(c, r);
 }

@@ -23,4 +23,7 @@ bool route_ready(void);
 /* A complete client text message. */
 void route_on_message(struct conn *c, const char *data, size_t len);
 
+/* A complete client binary message: to the $binary route, or close 1003. */
+void route_on_binary(struct conn *c, const char *data, size_t len);
+
 #endif

@@ -145,6 +145,53 @@ test_list(void)
 		      "list", cases[i].list);
 }
 
+/* request_cursor: the ?since= resume cursor (fuzzed by fuzz/fuzz_cursor.c). */
+static void
+test_cursor(void)
+{
+	static const struct {
+		const char *target;
+		bool found;
+		const char *value;
+	} cases[] = {
+		{"/?since=42&token=t", true, "42"},
+		{"/?token=t", false, NULL},
+		{"/?since=", true, "0"},
+		{"/?since=-1", true, "0"},
+		{"/?since=1e3", true, "0"},
+		{"/?since=%34%32", true, "42"},
+		{"/?since=123456789012345678", true, "123456789012345678"},
+		{"/?since=1234567890123456789", true, "0"},	/* 19 digits: may not fit int64 */
+		{"/?since=99999999999999999999999", true, "0"},
+		{"/?since=4%002", true, "4"},			/* %00 ends the C string */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char out[24];
+		bool found = request_cursor(cases[i].target, out, sizeof(out));
+
+		check(found == cases[i].found, "cursor found", cases[i].target);
+		if (found && cases[i].found)
+			check(!strcmp(out, cases[i].value), "cursor value", cases[i].target);
+		if (found)
+			check(strlen(out) >= 1 && strlen(out) <= 18 &&
+			      strspn(out, "0123456789") == strlen(out), "cursor digits", cases[i].target);
+	}
+}
+
+/* Sec-WebSocket-Key and -Version are read for the gate's checks. */
+static void
+test_ws_headers(void)
+{
+	struct request r;
+
+	check(request_parse("GET / HTTP/1.1\r\nSec-WebSocket-Key:  abc== \r\n"
+			    "sec-websocket-version: 13\r\n\r\n", &r) &&
+	      !strcmp(r.ws_key, "abc==") && !strcmp(r.ws_version, "13"), "ws headers", "key+version");
+	check(request_parse("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", &r) &&
+	      !r.ws_key[0] && !r.ws_version[0], "ws headers absent", "no key");
+}
+
 int
 main(void)
 {
@@ -153,6 +200,8 @@ main(void)
 	test_query();
 	test_origin();
 	test_list();
+	test_cursor();
+	test_ws_headers();
 	printf("%s\n", failures ? "request parser tests FAILED" : "request parser tests passed");
 	return failures ? 1 : 0;
 }

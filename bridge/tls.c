@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <libwebsockets.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "config.h"
 #include "gate.h"
@@ -33,6 +35,7 @@ struct tls_proxy {
 };
 
 static struct lws_vhost *tls_vhost;
+static SSL_CTX *tls_ctx;		/* the vhost's, given to us by lws at its creation */
 
 /* Timer: ask for POLLOUT on the socketpair end (see db_want_write). */
 static void
@@ -172,8 +175,11 @@ tls_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 {
 	struct tls_proxy *p = lws_get_opaque_user_data(wsi);
 
-	(void) user;
 	switch (reason) {
+	case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+		/* lws hands over the vhost's SSL_CTX once: kept for tls_reload */
+		tls_ctx = user;
+		return 0;
 	case LWS_CALLBACK_RAW_ADOPT:
 		return tls_on_adopt(wsi);
 	case LWS_CALLBACK_RAW_RX:
@@ -269,4 +275,54 @@ tls_listen(struct lws_context *ctx)
 	gate_set_port(lws_get_vhost_listen_port(tls_vhost));
 	log_info("listening with TLS on %s (port %d)", cf_listen, gate_port());
 	return true;
+}
+
+/* Do the certificate (chain) and key files load and match?  Into ctx when given. */
+static bool
+tls_load_pair(SSL_CTX *ctx, char *why, size_t n)
+{
+	unsigned long e;
+
+	if (SSL_CTX_use_certificate_chain_file(ctx, cf_tls_cert_file) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, cf_tls_key_file, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		e = ERR_peek_last_error();
+		snprintf(why, n, "%s", e ? ERR_reason_error_string(e) : "unknown error");
+		ERR_clear_error();
+		return false;
+	}
+	return true;
+}
+
+/*
+ * SIGHUP: read tls_cert_file and tls_key_file again (a renewed certificate
+ * at the same paths).  The pair is checked on a scratch context first, so a
+ * half-written or mismatched pair changes nothing.  Open connections keep
+ * the certificate they were made with; new handshakes get the new one.
+ */
+void
+tls_reload(void)
+{
+	SSL_CTX *scratch;
+	char why[256] = "";
+
+	if (!tls_vhost)
+		return;
+	if (!tls_ctx) {
+		log_warn("TLS reload: libwebsockets gave no SSL_CTX; restart to load a new certificate");
+		return;
+	}
+	scratch = SSL_CTX_new(TLS_server_method());
+	if (!scratch || !tls_load_pair(scratch, why, sizeof(why))) {
+		log_error("TLS reload failed, keeping the previous certificate: %s or %s: %s",
+			  cf_tls_cert_file, cf_tls_key_file, scratch ? why : "out of memory");
+		SSL_CTX_free(scratch);
+		return;
+	}
+	SSL_CTX_free(scratch);
+	if (!tls_load_pair(tls_ctx, why, sizeof(why))) {
+		log_error("TLS reload failed after checking: %s", why);
+		return;
+	}
+	log_info("TLS certificate reloaded from %s", cf_tls_cert_file);
 }

@@ -74,7 +74,8 @@ ws_write_message(struct lws *wsi, struct conn *c, struct out_item *it)
 {
 	size_t off = c->head_off, left = it->p->len - off;
 	size_t chunk = left > WS_TX_CHUNK ? WS_TX_CHUNK : left;
-	int flags = lws_write_ws_flags(LWS_WRITE_TEXT, off == 0, chunk == left);
+	int flags = lws_write_ws_flags(it->p->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT,
+				       off == 0, chunk == left);
 
 	memcpy(ws_txbuf + LWS_PRE, it->p->data + off, chunk);
 	if (lws_write(wsi, ws_txbuf + LWS_PRE, chunk, (enum lws_write_protocol) flags) < (int) chunk) {
@@ -103,7 +104,13 @@ ws_on_writeable(struct lws *wsi, struct conn *c)
 		c->ping_due = false;
 		c->ping_outstanding = true;
 		c->ping_sent_ms = now_ms();
-		if (lws_write(wsi, ws_txbuf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+		/*
+		 * A payload, not an empty ping: lws 4.1 delivers no
+		 * LWS_CALLBACK_RECEIVE_PONG for an empty pong, so every
+		 * well-behaved client looked dead after ping_timeout.
+		 */
+		memcpy(ws_txbuf + LWS_PRE, "wsnotify", 8);
+		if (lws_write(wsi, ws_txbuf + LWS_PRE, 8, LWS_WRITE_PING) < 0)
 			return -1;
 	} else if (it && !it->p) {
 		log_info("connection %s: closing with %d as asked by close_ws", c->id, it->close_code);
@@ -121,11 +128,10 @@ ws_on_receive(struct lws *wsi, struct conn *c, const void *in, size_t len)
 {
 	c->last_rx_ms = now_ms();
 	c->ping_outstanding = false;
-	if (lws_frame_is_binary(wsi)) {
-		log_info("connection %s: binary frame, closing with 1003", c->id);
-		return ws_send_close(wsi, 1003, "binary frames are not accepted");
-	}
-	if (c->rx_len + len > (size_t) cf_max_message_size) {
+	if (lws_is_first_fragment(wsi))
+		c->rx_binary = lws_frame_is_binary(wsi);
+	/* count what the frame header announces too: do not wait for 1 GiB to refuse it */
+	if (c->rx_len + len + lws_remaining_packet_payload(wsi) > (size_t) cf_max_message_size) {
 		log_warn("connection %s: client message over max_message_size (%lld bytes), closing with 1009",
 			 c->id, cf_max_message_size);
 		return ws_send_close(wsi, 1009, "message too big");
@@ -138,7 +144,10 @@ ws_on_receive(struct lws *wsi, struct conn *c, const void *in, size_t len)
 	c->rx_len += len;
 	if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
 		metrics.client_frames_in++;
-		route_on_message(c, c->rx_buf, c->rx_len);
+		if (c->rx_binary)
+			route_on_binary(c, c->rx_buf, c->rx_len);
+		else
+			route_on_message(c, c->rx_buf, c->rx_len);
 		c->rx_len = 0;
 		if (c->rx_cap > 65536) {	/* do not keep a big buffer per idle connection */
 			free(c->rx_buf);
@@ -211,7 +220,8 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 static void
 ws_check(struct conn *c, uint64_t now, double wall)
 {
-	if (c->expires_at > 0 && wall > c->expires_at + (double) cf_token_leeway / 1000.0) {
+	if (cf_close_on_token_expiry && c->expires_at > 0 &&
+	    wall > c->expires_at + (double) cf_token_leeway / 1000.0) {
 		log_info("connection %s: token expired, closing with 4001", c->id);
 		conn_close(c, 4001, "token expired");
 		return;

@@ -17,6 +17,11 @@
  * calls the handler as the route's run_as role, the way a SECURITY DEFINER
  * function switches user: the handler cannot SET ROLE its way back.
  *
+ * The $binary route takes a client's binary frames: its handler is
+ * (connection jsonb, message bytea) RETURNS jsonb, run by
+ * wsnotify_invoke_binary().  Which route a binary frame goes to is decided
+ * without looking into it: there is only the one.
+ *
  * Handlers are stored by their signature text, not as regprocedure, so that
  * pg_upgrade and pg_dump keep them; the text is resolved at every call,
  * which is also what lets running bridges see route changes at once.
@@ -57,15 +62,19 @@ PG_FUNCTION_INFO_V1(ws_route);
 PG_FUNCTION_INFO_V1(ws_unroute);
 PG_FUNCTION_INFO_V1(wsnotify_invoke);
 PG_FUNCTION_INFO_V1(wsnotify_invoke_route);
+PG_FUNCTION_INFO_V1(wsnotify_invoke_binary);
+
+/* The route of client binary frames. */
+#define ROUTE_BINARY "$binary"
 
 static void RoutesCheckName(const char *route);
-static void RoutesCheckHandler(Oid handler);
+static void RoutesCheckHandler(Oid handler, bool binary);
 static void RoutesCheckChangeAllowed(Oid namespace, const char *route);
 static bool RoutesLookup(Oid namespace, const char *route, Route *found,
 						 Oid *owner);
 static Oid	RoutesResolveHandler(const char *signature);
 static Jsonb *RoutesCall(const Route *route, const char *route_name,
-						 Jsonb *connection, Jsonb *message);
+						 Jsonb *connection, Datum message, bool message_null);
 static Jsonb *RoutesConnectionById(Oid namespace, const char *connection_id);
 static char *RoutesJsonbField(Jsonb *object, const char *key, bool as_text);
 static void RoutesSetContext(Jsonb *connection);
@@ -97,7 +106,7 @@ ws_route(PG_FUNCTION_ARGS)
 	run_as = PG_ARGISNULL(2) ? GetUserId() : PG_GETARG_OID(2);
 
 	RoutesCheckName(route);
-	RoutesCheckHandler(handler);
+	RoutesCheckHandler(handler, strcmp(route, ROUTE_BINARY) == 0);
 	if (!is_member_of_role(GetUserId(), run_as))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -196,7 +205,7 @@ wsnotify_invoke(PG_FUNCTION_ARGS)
 				 errhint("Register one with ws_route(), or a $default route.")));
 
 	result = RoutesCall(&route, action ? action : "$default", connection,
-						message);
+						PointerGetDatum(message), message == NULL);
 	if (result == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(result);
@@ -224,8 +233,48 @@ wsnotify_invoke_route(PG_FUNCTION_ARGS)
 	route_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (!RoutesLookup(namespace, route_name, &route, NULL))
 		PG_RETURN_NULL();
+	if (strcmp(route_name, ROUTE_BINARY) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("route \"%s\" takes bytea", ROUTE_BINARY),
+				 errhint("Call wsnotify_invoke_binary().")));
 	result = RoutesCall(&route, route_name, PG_GETARG_JSONB_P(1),
-						PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2));
+						PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
+						PG_ARGISNULL(2));
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(result);
+}
+
+/*
+ * wsnotify_invoke_binary(connection_id text, message bytea) returns jsonb
+ *
+ * Run the $binary route's handler for a client's binary frame.  Raises
+ * SQLSTATE 42883 when there is no $binary route; the bridge then closes
+ * the connection with 1003, as it would without this function.
+ */
+Datum
+wsnotify_invoke_binary(PG_FUNCTION_ARGS)
+{
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	Jsonb	   *connection;
+	Jsonb	   *result;
+	Route		route;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("connection_id must not be null")));
+	connection = RoutesConnectionById(namespace,
+									  text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	if (!RoutesLookup(namespace, ROUTE_BINARY, &route, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("no route for binary messages"),
+				 errhint("Register one with ws_route('$binary', handler), a function (connection jsonb, message bytea) returning jsonb.")));
+	result = RoutesCall(&route, ROUTE_BINARY, connection,
+						PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
+						PG_ARGISNULL(1));
 	if (result == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(result);
@@ -242,7 +291,8 @@ RoutesCheckName(const char *route)
 	size_t		len = strlen(route);
 
 	if (strcmp(route, "$connect") == 0 || strcmp(route, "$disconnect") == 0 ||
-		strcmp(route, "$default") == 0 || strcmp(route, "$subscribe") == 0)
+		strcmp(route, "$default") == 0 || strcmp(route, "$subscribe") == 0 ||
+		strcmp(route, ROUTE_BINARY) == 0)
 		return;
 	if (strcmp(route, "subscribe") == 0 || strcmp(route, "unsubscribe") == 0)
 		ereport(ERROR,
@@ -256,17 +306,18 @@ RoutesCheckName(const char *route)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid route name"),
-				 errdetail("A route is $connect, $disconnect, $default, $subscribe, or 1 to %d letters, digits, \"_\", \".\", \":\" or \"-\".",
+				 errdetail("A route is $connect, $disconnect, $default, $subscribe, $binary, or 1 to %d letters, digits, \"_\", \".\", \":\" or \"-\".",
 						   ROUTE_NAME_MAX)));
 }
 
 /*
  * A handler is a plain function (connection jsonb, message jsonb) returns
- * jsonb.
+ * jsonb; for the $binary route, (connection jsonb, message bytea).
  */
 static void
-RoutesCheckHandler(Oid handler)
+RoutesCheckHandler(Oid handler, bool binary)
 {
+	Oid			message_type = binary ? BYTEAOID : JSONBOID;
 	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
 	Form_pg_proc proc;
 	bool		fits;
@@ -279,8 +330,14 @@ RoutesCheckHandler(Oid handler)
 	fits = proc->prokind == PROKIND_FUNCTION && !proc->proretset &&
 		proc->prorettype == JSONBOID && proc->pronargs == 2 &&
 		proc->proargtypes.values[0] == JSONBOID &&
-		proc->proargtypes.values[1] == JSONBOID;
+		proc->proargtypes.values[1] == message_type;
 	ReleaseSysCache(tuple);
+	if (!fits && binary)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("%s cannot be the $binary route handler", format_procedure(handler)),
+				 errdetail("The $binary handler is a function (connection jsonb, message bytea) returning jsonb, not a set."),
+				 errhint("For example: CREATE FUNCTION on_bytes(connection jsonb, message bytea) RETURNS jsonb ...")));
 	if (!fits)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
@@ -365,7 +422,7 @@ RoutesResolveHandler(const char *signature)
  */
 static Jsonb *
 RoutesCall(const Route *route, const char *route_name, Jsonb *connection,
-		   Jsonb *message)
+		   Datum message, bool message_null)
 {
 	FmgrInfo	flinfo;
 	Oid			saved_user;
@@ -385,9 +442,9 @@ RoutesCall(const Route *route, const char *route_name, Jsonb *connection,
 	InitFunctionCallInfoData(*call, &flinfo, 2, InvalidOid, NULL, NULL);
 	call->args[0].value = JsonbPGetDatum(connection);
 	call->args[0].isnull = false;
-	call->args[1].value = message ? JsonbPGetDatum(message) : (Datum) 0;
-	call->args[1].isnull = (message == NULL);
-	if (flinfo.fn_strict && message == NULL)
+	call->args[1].value = message;
+	call->args[1].isnull = message_null;
+	if (flinfo.fn_strict && message_null)
 		return NULL;
 
 	/*

@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * send.c
- *	  send_ws, send_ws_connection, broadcast_ws and close_ws: queue messages
+ *	  send_ws, send_ws_connection, broadcast_ws and close_ws, and the binary
+ *	  forms send_ws_binary, send_ws_connection_binary and broadcast_ws_binary
+ *	  (publish_ws_binary is in topics.c): queue messages
  *	  in the sending transaction's memory, then write them to the outbox
  *	  (websocket_message) at pre-commit and wake the bridges with one NOTIFY.
  *
@@ -26,6 +28,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
+#include "common/pg_prng.h"
 #include "commands/async.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
@@ -49,14 +52,17 @@
 #define CLOSE_REASON_MAX 123
 
 /*
- * Every SEND_PURGE_EVERY commits that sent, a backend purges up to
- * SEND_PURGE_BATCH expired messages itself, so the outbox stays bounded even
- * when no bridge runs (bridges purge on every heartbeat).  The batch is ten
- * times the rate, and the purge skips rows another purger holds, so it never
- * waits.
+ * Senders purge expired messages themselves, so that the outbox stays bounded
+ * even when no bridge runs (bridges purge on every heartbeat).  A commit
+ * that sends n messages purges with probability n / SEND_PURGE_EVERY (always
+ * when n is larger) up to SEND_PURGE_PER_MESSAGE expired rows per message
+ * sent, at least SEND_PURGE_BATCH: on average ten rows purged for every row
+ * written, whatever the sizes of transactions and the lengths of sessions.
+ * The purge skips its turn rather than wait for another purger.
  */
 #define SEND_PURGE_EVERY 100
-#define SEND_PURGE_BATCH 1000
+#define SEND_PURGE_PER_MESSAGE 10
+#define SEND_PURGE_BATCH (SEND_PURGE_EVERY * SEND_PURGE_PER_MESSAGE)
 
 /* A message waiting for its transaction to commit. */
 typedef struct PendingMessage
@@ -64,7 +70,8 @@ typedef struct PendingMessage
 	int			nest_level;		/* (sub)transaction that queued it */
 	char		kind;			/* 'u', 'c', 'b', 't' or 'x', as in the outbox */
 	text	   *target;			/* user, connection or topic; NULL to all */
-	Jsonb	   *body;
+	Jsonb	   *body;			/* a JSON message, or NULL when binary */
+	bytea	   *body_binary;	/* a binary message, or NULL when JSON */
 } PendingMessage;
 
 /* The queue of the current transaction, in TopTransactionContext. */
@@ -81,19 +88,19 @@ static SPIPlanPtr plan_count_all = NULL;
 static SPIPlanPtr plan_connection_exists = NULL;
 static SPIPlanPtr plan_purge = NULL;
 
-/* Commits that sent since this backend last purged. */
-static int	flushes_since_purge = 0;
-
 PG_FUNCTION_INFO_V1(send_ws);
 PG_FUNCTION_INFO_V1(send_ws_connection);
 PG_FUNCTION_INFO_V1(broadcast_ws);
 PG_FUNCTION_INFO_V1(close_ws);
+PG_FUNCTION_INFO_V1(send_ws_binary);
+PG_FUNCTION_INFO_V1(send_ws_connection_binary);
+PG_FUNCTION_INFO_V1(broadcast_ws_binary);
 
 static void SendXactCallback(XactEvent event, void *arg);
 static void SendSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 								SubTransactionId parentSubid, void *arg);
 static void SendFlush(void);
-static void SendPurgeSometimes(void);
+static void SendPurgeSometimes(int count);
 static int64 SendWriteOutbox(Oid sequence);
 static text *SendRequiredText(FunctionCallInfo fcinfo, int argno,
 							  const char *name);
@@ -162,6 +169,59 @@ broadcast_ws(PG_FUNCTION_ARGS)
 
 	SendCheckWritable("broadcast_ws()");
 	SendQueue(fcinfo, 'b', NULL, message);
+	PG_RETURN_INT32((int32) SendCountQuery(namespace, &plan_count_all, NULL));
+}
+
+/*
+ * send_ws_binary(user_id text, message bytea) returns integer
+ *
+ * send_ws for a binary message: delivered as a binary frame.
+ */
+Datum
+send_ws_binary(PG_FUNCTION_ARGS)
+{
+	text	   *user_id = SendRequiredText(fcinfo, 0, "user_id");
+	bytea	   *message = SendRequiredBinary(fcinfo, 1);
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+
+	SendCheckWritable("send_ws_binary()");
+	SendQueueBinary(fcinfo, 'u', user_id, message);
+	PG_RETURN_INT32((int32) SendCountQuery(namespace, &plan_count_user,
+										   user_id));
+}
+
+/*
+ * send_ws_connection_binary(connection_id text, message bytea) returns boolean
+ *
+ * send_ws_connection for a binary message.
+ */
+Datum
+send_ws_connection_binary(PG_FUNCTION_ARGS)
+{
+	text	   *connection_id = SendRequiredText(fcinfo, 0, "connection_id");
+	bytea	   *message = SendRequiredBinary(fcinfo, 1);
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+
+	SendCheckWritable("send_ws_connection_binary()");
+	if (SendCountQuery(namespace, &plan_connection_exists, connection_id) == 0)
+		PG_RETURN_BOOL(false);
+	SendQueueBinary(fcinfo, 'c', connection_id, message);
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * broadcast_ws_binary(message bytea) returns integer
+ *
+ * broadcast_ws for a binary message.
+ */
+Datum
+broadcast_ws_binary(PG_FUNCTION_ARGS)
+{
+	bytea	   *message = SendRequiredBinary(fcinfo, 0);
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+
+	SendCheckWritable("broadcast_ws_binary()");
+	SendQueueBinary(fcinfo, 'b', NULL, message);
 	PG_RETURN_INT32((int32) SendCountQuery(namespace, &plan_count_all, NULL));
 }
 
@@ -270,6 +330,32 @@ SendRequiredMessage(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
+ * Fetch a binary message argument: not NULL, and within
+ * wsnotify.max_message_size bytes.
+ */
+bytea *
+SendRequiredBinary(FunctionCallInfo fcinfo, int argno)
+{
+	bytea	   *message;
+	Size		size;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("message must not be null"),
+				 errhint("To send an empty binary message, pass ''::bytea.")));
+	message = PG_GETARG_BYTEA_PP(argno);
+	size = VARSIZE_ANY_EXHDR(message);
+	if (size > (Size) wsnotify_max_message_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("message is too large"),
+				 errdetail("The message is %zu bytes; wsnotify.max_message_size is %d bytes.",
+						   size, wsnotify_max_message_size)));
+	return message;
+}
+
+/*
  * Refuse early, with the function's name, what would fail at commit.
  */
 void
@@ -292,6 +378,26 @@ SendQueue(FunctionCallInfo fcinfo, char kind, text *target, Jsonb *body)
 	message->kind = kind;
 	message->target = target ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(target)) : NULL;
 	message->body = (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body));
+	message->body_binary = NULL;
+	pending_messages = lappend(pending_messages, message);
+	pending_namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Append a binary message to the transaction's queue.
+ */
+void
+SendQueueBinary(FunctionCallInfo fcinfo, char kind, text *target, bytea *body)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	PendingMessage *message = palloc(sizeof(PendingMessage));
+
+	message->nest_level = GetCurrentTransactionNestLevel();
+	message->kind = kind;
+	message->target = target ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(target)) : NULL;
+	message->body = NULL;
+	message->body_binary = (bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body));
 	pending_messages = lappend(pending_messages, message);
 	pending_namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
 	MemoryContextSwitchTo(old);
@@ -396,7 +502,7 @@ SendFlush(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	SendPurgeSometimes();
+	SendPurgeSometimes(list_length(pending_messages));
 	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
 	last_id = SendWriteOutbox(sequence);
 
@@ -409,16 +515,20 @@ SendFlush(void)
 }
 
 /*
- * Once every SEND_PURGE_EVERY flushes, purge a batch of expired messages,
- * before the commit lock is taken so that no other sender waits for it.
+ * Purge a batch of expired messages, on average SEND_PURGE_PER_MESSAGE per
+ * message this commit sends, before the commit lock is taken so that no
+ * other sender waits for it.
  */
 static void
-SendPurgeSometimes(void)
+SendPurgeSometimes(int count)
 {
-	if (++flushes_since_purge < SEND_PURGE_EVERY)
+	Datum		batch[1];
+
+	if (count < SEND_PURGE_EVERY &&
+		pg_prng_double(&pg_global_prng_state) * SEND_PURGE_EVERY >= count)
 		return;
-	flushes_since_purge = 0;
-	if (SPI_execute_plan(plan_purge, NULL, NULL, false, 1) != SPI_OK_SELECT)
+	batch[0] = Int32GetDatum(Max(SEND_PURGE_BATCH, count * SEND_PURGE_PER_MESSAGE));
+	if (SPI_execute_plan(plan_purge, batch, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not purge the wsnotify outbox");
 }
 
@@ -435,7 +545,10 @@ SendWriteOutbox(Oid sequence)
 	Datum	   *targets = palloc(sizeof(Datum) * count);
 	bool	   *target_nulls = palloc(sizeof(bool) * count);
 	Datum	   *bodies = palloc(sizeof(Datum) * count);
-	Datum		args[5];
+	bool	   *body_nulls = palloc(sizeof(bool) * count);
+	Datum	   *binaries = palloc(sizeof(Datum) * count);
+	bool	   *binary_nulls = palloc(sizeof(bool) * count);
+	Datum		args[6];
 	int			dims[1] = {count};
 	int			lbs[1] = {1};
 	int64		last_id = 0;
@@ -451,7 +564,10 @@ SendWriteOutbox(Oid sequence)
 		kinds[i] = CharGetDatum(message->kind);
 		targets[i] = PointerGetDatum(message->target);
 		target_nulls[i] = (message->target == NULL);
-		bodies[i] = JsonbPGetDatum(message->body);
+		bodies[i] = PointerGetDatum(message->body);
+		body_nulls[i] = (message->body == NULL);
+		binaries[i] = PointerGetDatum(message->body_binary);
+		binary_nulls[i] = (message->body_binary == NULL);
 		i++;
 	}
 	args[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs,
@@ -463,10 +579,13 @@ SendWriteOutbox(Oid sequence)
 	args[2] = PointerGetDatum(construct_md_array(targets, target_nulls, 1,
 												 dims, lbs, TEXTOID, -1,
 												 false, TYPALIGN_INT));
-	args[3] = PointerGetDatum(construct_md_array(bodies, NULL, 1, dims, lbs,
-												 JSONBOID, -1, false,
+	args[3] = PointerGetDatum(construct_md_array(bodies, body_nulls, 1, dims,
+												 lbs, JSONBOID, -1, false,
 												 TYPALIGN_INT));
 	args[4] = TimestampTzGetDatum(GetCurrentTimestamp());
+	args[5] = PointerGetDatum(construct_md_array(binaries, binary_nulls, 1,
+												 dims, lbs, BYTEAOID, -1,
+												 false, TYPALIGN_INT));
 
 	if (SPI_execute_plan(plan_insert, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write the wsnotify outbox");
@@ -483,9 +602,10 @@ SendPreparePlans(Oid namespace)
 {
 	char	   *outbox;
 	char	   *clients;
-	Oid			insert_types[5] = {INT8ARRAYOID, CHARARRAYOID, TEXTARRAYOID,
-	JSONBARRAYOID, TIMESTAMPTZOID};
+	Oid			insert_types[6] = {INT8ARRAYOID, CHARARRAYOID, TEXTARRAYOID,
+	JSONBARRAYOID, TIMESTAMPTZOID, BYTEAARRAYOID};
 	Oid			text_type[1] = {TEXTOID};
+	Oid			int4_type[1] = {INT4OID};
 
 	if (plans_namespace == namespace && plan_insert != NULL)
 		return;
@@ -510,15 +630,16 @@ SendPreparePlans(Oid namespace)
 								 0, NULL);
 	plan_connection_exists = SPI_prepare(psprintf("SELECT count(*) FROM %s WHERE connection_id = $1",
 												  clients), 1, text_type);
-	plan_insert = SPI_prepare(psprintf("INSERT INTO %s (id, sent_at, kind, target, body) "
-									   "SELECT u.id, $5, u.kind, u.target, u.body "
+	plan_insert = SPI_prepare(psprintf("INSERT INTO %s (id, sent_at, kind, target, body, body_binary) "
+									   "SELECT u.id, $5, u.kind, u.target, u.body, u.body_binary "
 									   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-									   "pg_catalog.unnest($3), pg_catalog.unnest($4)) "
-									   "AS u(id, kind, target, body)",
-									   outbox), 5, insert_types);
-	plan_purge = SPI_prepare(psprintf("SELECT %s(%d)",
-									  WsnotifyQualifiedName(namespace, "wsnotify_purge"),
-									  SEND_PURGE_BATCH), 0, NULL);
+									   "pg_catalog.unnest($3), pg_catalog.unnest($4), "
+									   "pg_catalog.unnest($6)) "
+									   "AS u(id, kind, target, body, body_binary)",
+									   outbox), 6, insert_types);
+	plan_purge = SPI_prepare(psprintf("SELECT %s($1)",
+									  WsnotifyQualifiedName(namespace, "wsnotify_purge")),
+							 1, int4_type);
 	if (!plan_count_user || !plan_count_all || !plan_connection_exists ||
 		!plan_insert || !plan_purge)
 		elog(ERROR, "could not prepare wsnotify statements: %s",

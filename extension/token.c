@@ -12,7 +12,8 @@
  *		algorithm given to the three-argument form); "none" never;
  *	 4. the key, chosen by the algorithm's family and never by the token:
  *		HS* only wsnotify.jwt_secret, RS* only an RSA public key, ES* only
- *		an EC public key on the algorithm's curve;
+ *		an EC public key on the algorithm's curve; or, from wsnotify.jwt_jwks
+ *		(jwks.c), the key the token's "kid" names, whose type must fit;
  *	 5. the signature, all with OpenSSL: HMAC computed here and compared
  *		with CRYPTO_memcmp; RSA (PKCS#1 v1.5) and ECDSA with
  *		EVP_DigestVerify, the JWS R||S signature turned into DER first;
@@ -59,6 +60,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
+#include "jwks.h"
 #include "wsnotify.h"
 
 /*
@@ -150,8 +152,10 @@ static const TokenAlgorithm *TokenFindAlgorithm(const char *name, size_t len,
 static bool TokenAlgorithmAllowed(const TokenAlgorithm *alg);
 static const char *TokenKeyFor(const TokenAlgorithm *alg,
 							   const TokenKeySource *source);
+static bool TokenJwksKey(json_t *header, const TokenAlgorithm *alg,
+						 const TokenKeySource *source, JwksKey *out);
 static void TokenVerifyHmac(const TokenParts *parts, const TokenAlgorithm *alg,
-							const char *secret);
+							const unsigned char *secret, size_t secret_len);
 static EVP_PKEY *TokenParsePublicKey(const char *pem);
 static EVP_PKEY *TokenLoadPublicKey(const TokenAlgorithm *alg, const char *pem,
 									bool configured);
@@ -336,12 +340,27 @@ TokenVerifyParsed(TokenParts *parts, TokenTrees *trees,
 {
 	const TokenAlgorithm *alg = TokenHeaderAlgorithm(trees->header, source);
 	json_t	   *claims;
-	const char *key = TokenKeyFor(alg, source);
+	JwksKey		jwk;
 
-	if (alg->family == TOKEN_HMAC)
-		TokenVerifyHmac(parts, alg, key);
+	if (TokenJwksKey(trees->header, alg, source, &jwk))
+	{
+		if (alg->family == TOKEN_HMAC)
+			TokenVerifyHmac(parts, alg, jwk.secret, jwk.secret_len);
+		else if (!TokenPublicSignatureValid(parts, alg, jwk.pkey))
+			ereport(ERROR,
+					(errcode(TOKEN_ERRCODE),
+					 errmsg("bad signature"),
+					 errdetail("The %s signature does not match the key.", alg->name)));
+	}
 	else
-		TokenVerifyPublic(parts, alg, key, source->key == NULL);
+	{
+		const char *key = TokenKeyFor(alg, source);
+
+		if (alg->family == TOKEN_HMAC)
+			TokenVerifyHmac(parts, alg, (const unsigned char *) key, strlen(key));
+		else
+			TokenVerifyPublic(parts, alg, key, source->key == NULL);
+	}
 
 	claims = trees->claims = TokenParseJson(parts->payload, parts->payload_len,
 											"payload");
@@ -598,16 +617,43 @@ TokenKeyFor(const TokenAlgorithm *alg, const TokenKeySource *source)
 }
 
 /*
+ * With the configured keys, the key wsnotify.jwt_jwks picks for this token
+ * (jwks.c: by its "kid", or the only one that fits); false when the
+ * single-key settings decide.  A "kid" must be a string.
+ */
+static bool
+TokenJwksKey(json_t *header, const TokenAlgorithm *alg,
+			 const TokenKeySource *source, JwksKey *out)
+{
+	json_t	   *kid = json_object_get(header, "kid");
+	const char *single = alg->family == TOKEN_HMAC ?
+		wsnotify_jwt_secret : wsnotify_jwt_public_key;
+	bool		single_fits = single != NULL && single[0] != '\0';
+	EVP_PKEY   *pkey;
+
+	if (source->key != NULL || wsnotify_jwt_jwks == NULL || wsnotify_jwt_jwks[0] == '\0')
+		return false;
+	if (kid != NULL && !json_is_string(kid))
+		TokenRefuseMalformed("The header's \"kid\" is not a string.");
+	/* does the single-key setting count as a candidate for a token without kid? */
+	if (single_fits && alg->family != TOKEN_HMAC)
+		single_fits = (pkey = TokenParsePublicKey(single)) != NULL &&
+			TokenKeyFits(pkey, alg);
+	return JwksChoose(wsnotify_jwt_jwks, kid ? json_string_value(kid) : NULL,
+					  alg->name, single_fits, out);
+}
+
+/*
  * HMAC the signed part with OpenSSL and compare it in constant time.
  */
 static void
 TokenVerifyHmac(const TokenParts *parts, const TokenAlgorithm *alg,
-				const char *secret)
+				const unsigned char *secret, size_t secret_len)
 {
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int mac_len = 0;
 
-	if (HMAC(alg->digest(), secret, (int) strlen(secret),
+	if (HMAC(alg->digest(), secret, (int) secret_len,
 			 (const unsigned char *) parts->token, parts->signed_len,
 			 mac, &mac_len) == NULL)
 		elog(ERROR, "HMAC computation failed");

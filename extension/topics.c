@@ -34,6 +34,7 @@
 #define TOPIC_NAME_MAX 128
 
 PG_FUNCTION_INFO_V1(publish_ws);
+PG_FUNCTION_INFO_V1(publish_ws_binary);
 PG_FUNCTION_INFO_V1(ws_subscribe);
 PG_FUNCTION_INFO_V1(ws_unsubscribe);
 
@@ -57,6 +58,28 @@ publish_ws(PG_FUNCTION_ARGS)
 
 	SendCheckWritable("publish_ws()");
 	SendQueue(fcinfo, 't', cstring_to_text(topic), message);
+	values[0] = CStringGetTextDatum(topic);
+	PG_RETURN_INT32((int32) TopicExec(namespace,
+									  psprintf("SELECT count(*) FROM %s WHERE topic = $1",
+											   WsnotifyQualifiedName(namespace, "websocket_subscription")),
+									  1, values, false));
+}
+
+/*
+ * publish_ws_binary(topic text, message bytea) returns integer
+ *
+ * publish_ws for a binary message: delivered as a binary frame.
+ */
+Datum
+publish_ws_binary(PG_FUNCTION_ARGS)
+{
+	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
+	char	   *topic = TopicArgument(fcinfo, 0);
+	bytea	   *message = SendRequiredBinary(fcinfo, 1);
+	Datum		values[1];
+
+	SendCheckWritable("publish_ws_binary()");
+	SendQueueBinary(fcinfo, 't', cstring_to_text(topic), message);
 	values[0] = CStringGetTextDatum(topic);
 	PG_RETURN_INT32((int32) TopicExec(namespace,
 									  psprintf("SELECT count(*) FROM %s WHERE topic = $1",

@@ -63,13 +63,25 @@ CREATE TABLE @extschema@.websocket_message (
     sent_at  timestamptz NOT NULL,
     kind     "char" NOT NULL CHECK (kind IN ('u', 'c', 'b', 't', 'x')),
     target   text,
-    body     jsonb NOT NULL
+    body     jsonb,
+    -- a binary message (send_ws_binary and its forms) instead of a JSON one
+    body_binary bytea,
+    CONSTRAINT websocket_message_one_body
+        CHECK ((body IS NULL) <> (body_binary IS NULL))
 );
 -- sent_at grows with id, so a BRIN index finds what retention expires at
 -- almost no cost to writers.
 CREATE INDEX websocket_message_sent_at_idx
     ON @extschema@.websocket_message USING brin (sent_at);
 REVOKE ALL ON @extschema@.websocket_message FROM PUBLIC;
+
+-- Where the purge stopped: every id up to purged_through is gone. One row,
+-- written only by the one purger that holds the purge's advisory lock.
+CREATE TABLE @extschema@.websocket_purge_state (
+    purged_through bigint NOT NULL
+);
+INSERT INTO @extschema@.websocket_purge_state VALUES (0);
+REVOKE ALL ON @extschema@.websocket_purge_state FROM PUBLIC;
 
 -- Topic subscriptions; they go with their connection's row.
 CREATE TABLE @extschema@.websocket_subscription (
@@ -158,6 +170,36 @@ AS 'MODULE_PATHNAME', 'publish_ws'
 LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.publish_ws(text, jsonb) IS
     'queue a message for every connection subscribed to a topic; sent at commit';
+
+-- Binary messages: separate names, because a bytea overload of send_ws
+-- would make send_ws('alice', '{...}') with an untyped literal ambiguous.
+CREATE FUNCTION @extschema@.send_ws_binary(user_id text, message bytea)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'send_ws_binary'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.send_ws_binary(text, bytea) IS
+    'queue a binary message for every live connection of a user; sent at commit';
+
+CREATE FUNCTION @extschema@.send_ws_connection_binary(connection_id text, message bytea)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'send_ws_connection_binary'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.send_ws_connection_binary(text, bytea) IS
+    'queue a binary message for one connection; false when it is gone';
+
+CREATE FUNCTION @extschema@.broadcast_ws_binary(message bytea)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'broadcast_ws_binary'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.broadcast_ws_binary(bytea) IS
+    'queue a binary message for every live connection; sent at commit';
+
+CREATE FUNCTION @extschema@.publish_ws_binary(topic text, message bytea)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'publish_ws_binary'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.publish_ws_binary(text, bytea) IS
+    'queue a binary message for every connection subscribed to a topic; sent at commit';
 
 CREATE FUNCTION @extschema@.ws_subscribe(connection_id text, topic text)
 RETURNS boolean
@@ -255,6 +297,13 @@ END
 $$;
 CREATE TRIGGER presence_unsubscribed AFTER DELETE ON @extschema@.websocket_subscription
     FOR EACH ROW EXECUTE FUNCTION @extschema@.wsnotify_presence_unsubscribed();
+-- Nobody else may attach these SECURITY DEFINER triggers to a table of their
+-- own (CREATE TRIGGER needs EXECUTE; firing does not): that would forge
+-- presence joins for any user.
+REVOKE ALL ON FUNCTION
+    @extschema@.wsnotify_presence_subscribed(),
+    @extschema@.wsnotify_presence_unsubscribed()
+FROM PUBLIC;
 
 CREATE FUNCTION @extschema@.verify_token(token text)
 RETURNS jsonb
@@ -303,6 +352,14 @@ CREATE FUNCTION @extschema@.wsnotify_invoke_route(route text, connection jsonb,
                                                   message jsonb)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'wsnotify_invoke_route'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+-- Run the $binary route's handler, (connection jsonb, message bytea) RETURNS
+-- jsonb, for a client's binary frame; SQLSTATE 42883 when there is no
+-- $binary route (the bridge then closes with 1003). NULL: no reply.
+CREATE FUNCTION @extschema@.wsnotify_invoke_binary(connection_id text, message bytea)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'wsnotify_invoke_binary'
 LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 
 -- A bridge starts: forget the connections of its previous life (it holds
@@ -412,7 +469,9 @@ $$;
 -- `batch` rows only, never at the whole retention window, and a cursor whose
 -- own row still exists has lost nothing after it. One purger at a time
 -- (a transaction-level advisory lock, tried, never waited for): the others
--- skip their turn rather than wait.
+-- skip their turn rather than wait. The purger remembers where it stopped
+-- (websocket_purge_state), so that it starts past the deleted rows that
+-- vacuum has not yet removed instead of stepping over them every time.
 CREATE FUNCTION @extschema@.wsnotify_purge(batch integer DEFAULT 10000)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
@@ -421,21 +480,26 @@ AS $$
 DECLARE
     horizon timestamptz :=
         now() - current_setting('wsnotify.retention')::interval;
+    start bigint;
     boundary bigint;
     purged bigint;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('wsnotify_purge')) THEN
         RETURN 0;
     END IF;
+    SELECT s.purged_through INTO start FROM @extschema@.websocket_purge_state s;
     SELECT max(o.id) INTO boundary
     FROM (SELECT m.id, m.sent_at FROM @extschema@.websocket_message m
+          WHERE m.id > start
           ORDER BY m.id LIMIT batch) AS o
     WHERE o.sent_at < horizon;
     IF boundary IS NULL THEN
         RETURN 0;
     END IF;
-    DELETE FROM @extschema@.websocket_message m WHERE m.id <= boundary;
+    DELETE FROM @extschema@.websocket_message m
+    WHERE m.id > start AND m.id <= boundary;
     GET DIAGNOSTICS purged = ROW_COUNT;
+    UPDATE @extschema@.websocket_purge_state SET purged_through = boundary;
     RETURN purged;
 END
 $$;
@@ -541,27 +605,33 @@ $$;
 -- been seen, including messages for other bridges). For a topic message
 -- (kind 't'), `connections` is a JSON array of this bridge's connections
 -- subscribed to it, so that the bridge keeps no subscription state.
+-- A binary message has is_binary true and its bytes in body as one line of
+-- standard base64 (no newlines): the bridge decodes it, and a text body can
+-- never be mistaken for one.
 CREATE FUNCTION @extschema@.wsnotify_fetch(bridge_id text, after bigint,
                                            max_rows integer)
 RETURNS TABLE (id bigint, kind "char", target text, body text,
-               connections text)
+               connections text, is_binary boolean)
 LANGUAGE sql STABLE STRICT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH batch AS (
-        SELECT m.id, m.kind, m.target, m.body
+        SELECT m.id, m.kind, m.target, m.body, m.body_binary
         FROM @extschema@.websocket_message m
         WHERE m.id > $2
         ORDER BY m.id
         LIMIT $3
     ), mine AS (
-        SELECT b.id, b.kind, b.target, b.body::text AS body,
+        SELECT b.id, b.kind, b.target,
+               coalesce(b.body::text,
+                        translate(encode(b.body_binary, 'base64'), E'\n', '')) AS body,
                CASE WHEN b.kind = 't' THEN (
                    SELECT jsonb_agg(s.connection_id ORDER BY s.connection_id)::text
                    FROM @extschema@.websocket_subscription s
                    JOIN @extschema@.websocket_client c USING (connection_id)
                    WHERE s.topic = b.target AND c.bridge_id = $1)
-               END AS connections
+               END AS connections,
+               b.body_binary IS NOT NULL AS is_binary
         FROM batch b
         WHERE b.kind = 'b'
            OR (b.kind = 'u' AND EXISTS (
@@ -582,7 +652,7 @@ AS $$
                                    FROM @extschema@.websocket_message m))
                 ELSE (SELECT max(batch.id) FROM batch)
            END,
-           '.', NULL, NULL, NULL;
+           '.', NULL, NULL, NULL, NULL;
 $$;
 
 REVOKE ALL ON FUNCTION
@@ -594,6 +664,7 @@ REVOKE ALL ON FUNCTION
     @extschema@.wsnotify_fetch(text, bigint, integer),
     @extschema@.wsnotify_invoke(text, jsonb),
     @extschema@.wsnotify_invoke_route(text, jsonb, jsonb),
+    @extschema@.wsnotify_invoke_binary(text, bytea),
     @extschema@.wsnotify_run_disconnect(@extschema@.websocket_client),
     @extschema@.wsnotify_publish_leaves()
 FROM PUBLIC;
@@ -605,7 +676,8 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.wsnotify_disconnect(text),
     @extschema@.wsnotify_fetch(text, bigint, integer),
     @extschema@.wsnotify_invoke(text, jsonb),
-    @extschema@.wsnotify_invoke_route(text, jsonb, jsonb)
+    @extschema@.wsnotify_invoke_route(text, jsonb, jsonb),
+    @extschema@.wsnotify_invoke_binary(text, bytea)
 TO wsnotify_bridge;
 
 -- A bridge's database connection came back: record the bridge as alive and
@@ -652,10 +724,11 @@ TO wsnotify_bridge;
 -- commit order. The cursor is the id of a message the client received; if
 -- that row is gone (purged: everything before it is gone too) or never
 -- existed, a single row of kind 'r' (reset) is returned instead, whose id is
--- the cursor to continue from.
+-- the cursor to continue from. Binary messages as in wsnotify_fetch.
 CREATE FUNCTION @extschema@.wsnotify_replay(connection_id text, since bigint,
                                             upto bigint)
-RETURNS TABLE (id bigint, kind "char", target text, body text)
+RETURNS TABLE (id bigint, kind "char", target text, body text,
+               is_binary boolean)
 LANGUAGE plpgsql STABLE STRICT PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -668,11 +741,15 @@ BEGIN
        OR since > upto
        OR NOT EXISTS (SELECT 1 FROM @extschema@.websocket_message m
                       WHERE m.id = since) THEN
-        RETURN QUERY SELECT upto, 'r'::"char", NULL::text, NULL::text;
+        RETURN QUERY SELECT upto, 'r'::"char", NULL::text, NULL::text,
+                            NULL::boolean;
         RETURN;
     END IF;
     RETURN QUERY
-        SELECT m.id, m.kind, m.target, m.body::text
+        SELECT m.id, m.kind, m.target,
+               coalesce(m.body::text,
+                        translate(encode(m.body_binary, 'base64'), E'\n', '')),
+               m.body_binary IS NOT NULL
         FROM @extschema@.websocket_message m
         WHERE m.id > since AND m.id <= upto
           AND (m.kind = 'b'

@@ -47,6 +47,9 @@ extern void SendRegisterCallbacks(void);
 extern void SendQueue(FunctionCallInfo fcinfo, char kind, text *target,
 					  Jsonb *body);
 extern Jsonb *SendRequiredMessage(FunctionCallInfo fcinfo, int argno);
+extern void SendQueueBinary(FunctionCallInfo fcinfo, char kind, text *target,
+							bytea *body);
+extern bytea *SendRequiredBinary(FunctionCallInfo fcinfo, int argno);
 extern void SendCheckWritable(const char *function_name);
 
 /*---- topics.c ----*/

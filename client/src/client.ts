@@ -9,6 +9,13 @@
  * it keeps the last cursor, resumes with `?since=`, drops duplicates,
  * reports resets, and matches replies to send() by request_id.
  *
+ * Topics: the client keeps the set of topics the application wants.  Every
+ * connect names them in `?topics=` (so the server subscribes them in the
+ * connect transaction, and a v1 resume replays what they got meanwhile);
+ * subscribe()/unsubscribe() on an open socket use the built-in actions.  A
+ * refusal (an error frame naming the topic, or an error reply to the action)
+ * drops the topic from the set and emits `subscriptionerror`.
+ *
  * Every socket gets its own handlers, and each handler first checks that its
  * socket is still the current one, so late events from an old socket can
  * never disturb a new one.  A generation counter does the same for the
@@ -16,12 +23,14 @@
  */
 
 import { BackoffOptions, backoffDelay, resolveBackoff } from './backoff.js';
+import { decodeBinaryEnvelope } from './binary.js';
 import { isDuplicate } from './cursor.js';
 import { WSRequestError } from './errors.js';
 import {
   ConnectionState, WSClientEventMap, WSCloseEvent, WSErrorEvent, WSErrorKind, WSMessageEvent,
-  WSReplyEvent, WSResetEvent, WSStateEvent,
+  WSPresenceEvent, WSReplyEvent, WSResetEvent, WSStateEvent, WSSubscriptionErrorEvent,
 } from './events.js';
+import { assertTopic, isPresenceMessage } from './topics.js';
 
 /** The subprotocol with cursors, resume and replies. */
 export const WSNOTIFY_V1 = 'wsnotify.v1';
@@ -99,6 +108,13 @@ export interface WSClientOptions {
 /** Close codes after which the token itself is the problem. */
 const TOKEN_CLOSE_CODES = new Set([4001]);
 const OPEN = 1;
+/**
+ * How many characters of topic names go into `?topics=` (the bridge refuses
+ * a value over 4 KiB with 400); the rest are subscribed by action after open.
+ */
+const URL_TOPICS_MAX = 4000;
+/** Error codes the client makes up itself: the server did not refuse anything. */
+const CLIENT_ERROR_CODES = new Set(['closed', 'reply_timeout', 'not_open', 'no_replies']);
 
 /** A send() waiting for its reply. */
 interface Pending {
@@ -158,6 +174,16 @@ export class WSClient extends EventTarget {
   private readonly pending = new Map<string, Pending>();
   private nextRequestId = 1;
   private dropped = 0;
+  /** The topics the application wants, in the order first asked for. */
+  private readonly wanted = new Set<string>();
+  /** The topics named in the current socket's URL. */
+  private urlTopics = new Set<string>();
+  /** The topics subscribed on the current socket (URL or action). */
+  private readonly socketTopics = new Set<string>();
+  /** subscribe actions waiting for their reply, by topic. */
+  private readonly subscribing = new Map<string, Promise<unknown>>();
+  /** Plain mode: replies still expected to our actions, e.g. `subscribed room:1` → 1. */
+  private readonly plainReplies = new Map<string, number>();
 
   /** A client for `options.url`; nothing connects until open(). */
   constructor(options: WSClientOptions) {
@@ -200,6 +226,11 @@ export class WSClient extends EventTarget {
   /** How many duplicate v1 messages were dropped so far. */
   get duplicatesDropped(): number {
     return this.dropped;
+  }
+
+  /** The topics this client wants (and names in `?topics=` on every connect). */
+  get topics(): string[] {
+    return [...this.wanted];
   }
 
   /** Start connecting (and keep reconnecting until close()); no-op when already started. */
@@ -274,6 +305,41 @@ export class WSClient extends EventTarget {
     if (!ws || !this.wsOpened || ws.readyState !== OPEN) return false;
     ws.send(JSON.stringify({ ...body, action }));
     return true;
+  }
+
+  /**
+   * Want `topic`: it is named in `?topics=` on every connect from now on, and
+   * on an open socket the `subscribe` action is sent at once.  Resolves with
+   * the server's reply (`{subscribed: topic}`) on an open v1 socket, at once
+   * with null otherwise (not open: the next connect subscribes it; plain: no
+   * replies to match; or the socket closed before the reply).  A refusal
+   * rejects with WSRequestError, drops the topic and emits `subscriptionerror`;
+   * `reply_timeout` rejects and keeps the topic wanted.
+   * Throws a TypeError for an invalid topic name.
+   */
+  subscribe(topic: string): Promise<unknown> {
+    assertTopic(topic);
+    this.wanted.add(topic);
+    if (!this.isOpenNow()) return Promise.resolve(null);
+    if (this.socketTopics.has(topic)) return Promise.resolve({ subscribed: topic });
+    return this.subscribing.get(topic) ?? this.requestSubscribe(topic);
+  }
+
+  /**
+   * Stop wanting `topic`; on an open socket that has it, the `unsubscribe`
+   * action is sent.  Resolves with the reply (`{unsubscribed: topic}`) on an
+   * open v1 socket, with null otherwise.  Throws a TypeError for an invalid name.
+   */
+  unsubscribe(topic: string): Promise<unknown> {
+    assertTopic(topic);
+    this.wanted.delete(topic);
+    const onSocket = this.socketTopics.delete(topic) || this.subscribing.has(topic);
+    if (!onSocket || !this.isOpenNow()) return Promise.resolve(null);
+    if (this.negotiated !== WSNOTIFY_V1) {
+      this.postTopicAction('unsubscribe', topic);
+      return Promise.resolve(null);
+    }
+    return this.send('unsubscribe', { topic });
   }
 
   /** addEventListener that returns its own removal, for hooks and one-liners. */
@@ -351,7 +417,22 @@ export class WSClient extends EventTarget {
     if (this.requestedProtocol === WSNOTIFY_V1 && this.cursor !== null)
       u.searchParams.set('since', this.cursor);
     else u.searchParams.delete('since');
+    this.urlTopics = this.topicsForUrl();
+    if (this.urlTopics.size > 0) u.searchParams.set('topics', [...this.urlTopics].join(','));
+    else u.searchParams.delete('topics');
     return u.toString();
+  }
+
+  /** The wanted topics that fit in `?topics=`; the others go by action after open. */
+  private topicsForUrl(): Set<string> {
+    const out = new Set<string>();
+    let length = 0;
+    for (const topic of this.wanted) {
+      if (length + topic.length + 1 > URL_TOPICS_MAX) break;
+      out.add(topic);
+      length += topic.length + 1;
+    }
+    return out;
   }
 
   /** Whether the page is online (always true without an online source). */
@@ -374,6 +455,7 @@ export class WSClient extends EventTarget {
       this.attempt = 0;
     }, this.backoff.stableAfter);
     this.setState('open');
+    this.syncTopics();
     this.dispatchEvent(new Event('open'));
   }
 
@@ -412,8 +494,7 @@ export class WSClient extends EventTarget {
   /** Parse one frame and route it; never throws. */
   private handleMessage(ev: { data: unknown }): void {
     if (typeof ev.data !== 'string') {
-      // binary frames (send_ws_binary) are passed on as they are
-      this.dispatchEvent(new WSMessageEvent(ev.data, null));
+      this.handleBinary(ev.data);
       return;
     }
     let frame: unknown;
@@ -424,7 +505,58 @@ export class WSClient extends EventTarget {
       return;
     }
     if (this.negotiated === WSNOTIFY_V1) this.handleEnvelope(frame, ev.data);
-    else this.dispatchEvent(new WSMessageEvent(frame, null));
+    else if (this.isPlainTopicRefusal(frame)) this.refuseTopic(frame.topic, frame.error,
+                                                                frame.message ?? frame.error);
+    else if (this.isPlainTopicReply(frame)) this.dispatchEvent(new WSReplyEvent(null, frame, false));
+    else this.emitMessage(frame, null, null);
+  }
+
+  /** Plain mode: `{"subscribed": T}` / `{"unsubscribed": T}` answering our own action. */
+  private isPlainTopicReply(frame: unknown): boolean {
+    if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) return false;
+    const keys = Object.keys(frame);
+    const value = (frame as Record<string, unknown>)[keys[0]];
+    if (keys.length !== 1 || typeof value !== 'string') return false;
+    const key = `${keys[0]} ${value}`;
+    const n = this.plainReplies.get(key);
+    if (!n) return false;
+    if (n > 1) this.plainReplies.set(key, n - 1);
+    else this.plainReplies.delete(key);
+    return true;
+  }
+
+  /**
+   * A binary frame (send_ws_binary): an ArrayBuffer as it is, or, with
+   * wsnotify.v1, its envelope decoded (cursor kept, payload emitted).
+   */
+  private handleBinary(data: unknown): void {
+    if (this.negotiated !== WSNOTIFY_V1 || !(data instanceof ArrayBuffer)) {
+      this.dispatchEvent(new WSMessageEvent(data, null));
+      return;
+    }
+    const envelope = decodeBinaryEnvelope(data);
+    if (envelope === null) {
+      this.emitError('frame', { error: new Error('a v1 binary frame needs the 0x01 envelope') });
+      return;
+    }
+    this.handleData(envelope.id, envelope.data, null);
+  }
+
+  /** A message (v1 or plain): emit it, and a presence event when it is one. */
+  private emitMessage(data: unknown, id: string | null, topic: string | null): void {
+    this.dispatchEvent(new WSMessageEvent(data, id, topic));
+    if (isPresenceMessage(data))
+      this.dispatchEvent(new WSPresenceEvent(data.presence, data.topic, data.user_id, id));
+  }
+
+  /** Plain mode: `{"error": CODE, "topic": T, "message": M}` for a topic we asked for. */
+  private isPlainTopicRefusal(frame: unknown):
+      frame is { error: string; topic: string; message?: string } {
+    if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) return false;
+    const f = frame as Record<string, unknown>;
+    return typeof f.error === 'string' && typeof f.topic === 'string' &&
+      this.wanted.has(f.topic) &&
+      Object.keys(f).every((k) => k === 'error' || k === 'topic' || k === 'message');
   }
 
   /** One wsnotify.v1 envelope: message, reset, reply or error. */
@@ -440,7 +572,7 @@ export class WSClient extends EventTarget {
           this.emitError('frame', { error: new Error('a v1 message needs id and data'), raw });
           return;
         }
-        this.handleData(String(f.id), f.data);
+        this.handleData(String(f.id), f.data, typeof f.topic === 'string' ? f.topic : null);
         return;
       case 'reset':
         this.cursor = f.id == null ? null : String(f.id);
@@ -458,13 +590,13 @@ export class WSClient extends EventTarget {
   }
 
   /** A v1 message: drop it when its cursor is not past the last one, else keep and emit. */
-  private handleData(id: string, data: unknown): void {
+  private handleData(id: string, data: unknown, topic: string | null): void {
     if (isDuplicate(id, this.cursor)) {
       this.dropped++;
       return;
     }
     this.cursor = id;
-    this.dispatchEvent(new WSMessageEvent(data, id));
+    this.emitMessage(data, id, topic);
   }
 
   /** A v1 reply: resolve the matching send(), and emit `reply` either way. */
@@ -491,8 +623,70 @@ export class WSClient extends EventTarget {
       p.reject(new WSRequestError(code, message, requestId));
       return;
     }
+    if (typeof f.topic === 'string') {
+      // a ?topics= refusal, sent right after open
+      this.refuseTopic(f.topic, code, message);
+      return;
+    }
     this.emitError('server', { error: new WSRequestError(code, message, requestId), code,
                                requestId });
+  }
+
+  /* ---- topics ---- */
+
+  /** Whether a frame can be sent right now. */
+  private isOpenNow(): boolean {
+    return this.ws !== null && this.wsOpened && this.ws.readyState === OPEN;
+  }
+
+  /** Just opened: the URL's topics are subscribed; subscribe the rest by action. */
+  private syncTopics(): void {
+    this.socketTopics.clear();
+    this.subscribing.clear();
+    for (const topic of this.urlTopics) {
+      if (this.wanted.has(topic)) this.socketTopics.add(topic);
+      else if (this.negotiated === WSNOTIFY_V1)   // unsubscribed while connecting
+        this.send('unsubscribe', { topic }).catch(() => undefined);
+      else this.postTopicAction('unsubscribe', topic);
+    }
+    for (const topic of this.wanted)
+      if (!this.socketTopics.has(topic)) this.requestSubscribe(topic).catch(() => undefined);
+  }
+
+  /** Send the subscribe action for `topic` on the open socket. */
+  private requestSubscribe(topic: string): Promise<unknown> {
+    if (this.negotiated !== WSNOTIFY_V1) {
+      this.postTopicAction('subscribe', topic);
+      this.socketTopics.add(topic);
+      return Promise.resolve(null);
+    }
+    const p = this.send('subscribe', { topic }).then((data) => {
+      if (this.subscribing.get(topic) === p) this.subscribing.delete(topic);
+      if (this.wanted.has(topic)) this.socketTopics.add(topic);
+      return data;
+    }, (err: WSRequestError) => {
+      if (this.subscribing.get(topic) === p) this.subscribing.delete(topic);
+      // the socket closed first: still wanted, the next connect subscribes it
+      if (err.code === 'closed') return null;
+      if (!CLIENT_ERROR_CODES.has(err.code)) this.refuseTopic(topic, err.code, err.message);
+      throw err;
+    });
+    this.subscribing.set(topic, p);
+    return p;
+  }
+
+  /** Plain mode: send a topic action and expect its reply, so it is not taken for a message. */
+  private postTopicAction(action: 'subscribe' | 'unsubscribe', topic: string): void {
+    if (!this.post(action, { topic })) return;
+    const key = `${action}d ${topic}`;
+    this.plainReplies.set(key, (this.plainReplies.get(key) ?? 0) + 1);
+  }
+
+  /** The server refused `topic`: stop wanting it and say so. */
+  private refuseTopic(topic: string, code: string, message: string): void {
+    this.wanted.delete(topic);
+    this.socketTopics.delete(topic);
+    this.dispatchEvent(new WSSubscriptionErrorEvent(topic, code, message));
   }
 
   /* ---- reconnecting ---- */
@@ -549,6 +743,9 @@ export class WSClient extends EventTarget {
     this.ws = null;
     this.wsOpened = false;
     this.negotiated = null;
+    this.socketTopics.clear();
+    this.subscribing.clear();
+    this.plainReplies.clear();
   }
 
   /** Stop for good without a close() call (shouldReconnect said no). */

@@ -12,15 +12,59 @@ export type ConnectionState =
   | 'offline'       // the browser is offline; waiting for the `online` event
   | 'closed';       // close() was called (or reconnecting was declined)
 
-/** `message`: one message from the server; `id` is its v1 cursor (null in plain mode). */
+/**
+ * `message`: one message from the server; `id` is its v1 cursor (null in
+ * plain mode); `topic` is the topic it was published to when the envelope
+ * says so (null otherwise: today's bridges do not name it).
+ */
 export class WSMessageEvent<T = unknown> extends Event {
   readonly data: T;
   readonly id: string | null;
+  readonly topic: string | null;
 
   /** A message event carrying the parsed payload. */
-  constructor(data: T, id: string | null) {
+  constructor(data: T, id: string | null, topic: string | null = null) {
     super('message');
     this.data = data;
+    this.id = id;
+    this.topic = topic;
+  }
+}
+
+/** `subscriptionerror`: the server refused (or dropped) a topic this client wanted. */
+export class WSSubscriptionErrorEvent extends Event {
+  readonly topic: string;
+  /** The server's error code (`handler_error`, `no_route`, ...). */
+  readonly code: string;
+  /** The server's reason, e.g. the `$subscribe` handler's RAISE text. */
+  readonly message: string;
+
+  /** A refusal of `topic`; the topic has been dropped from the wanted set. */
+  constructor(topic: string, code: string, message: string) {
+    super('subscriptionerror');
+    this.topic = topic;
+    this.code = code;
+    this.message = message;
+  }
+}
+
+/** What a presence message says happened. */
+export type PresenceKind = 'join' | 'leave';
+
+/** `presence`: a user's first connection joined a topic, or their last one left it. */
+export class WSPresenceEvent extends Event {
+  readonly presence: PresenceKind;
+  readonly topic: string;
+  readonly userId: string;
+  /** The v1 cursor of the presence message (null in plain mode). */
+  readonly id: string | null;
+
+  /** A join or leave of `userId` on `topic`. */
+  constructor(presence: PresenceKind, topic: string, userId: string, id: string | null) {
+    super('presence');
+    this.presence = presence;
+    this.topic = topic;
+    this.userId = userId;
     this.id = id;
   }
 }
@@ -131,4 +175,6 @@ export interface WSClientEventMap {
   close: WSCloseEvent;
   error: WSErrorEvent;
   statechange: WSStateEvent;
+  subscriptionerror: WSSubscriptionErrorEvent;
+  presence: WSPresenceEvent;
 }

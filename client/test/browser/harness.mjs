@@ -288,6 +288,7 @@ export function makeSite(dir) {
                     path.join(dir, 'vendor', 'react-dom.js'));
     fs.copyFileSync(path.join(HERE, 'react-shim.js'), path.join(dir, 'vendor', 'react-shim.js'));
     fs.copyFileSync(path.join(HERE, 'react-page.html'), path.join(dir, 'react.html'));
+    fs.copyFileSync(path.join(HERE, 'react-topics-page.html'), path.join(dir, 'react-topics.html'));
   }
   return dir;
 }
