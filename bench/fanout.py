@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import sys
 import time
@@ -165,7 +166,7 @@ class Clients:
         self.sizes = self.ask("open", [max(0, w - s) for w, s in zip(want, self.sizes)])
         return sum(self.sizes)
 
-    def round(self, fire, timeout=60):
+    def round(self, fire, timeout=20):
         """Arm, run fire() (returns t0), collect every arrival; return (t0, sorted times)."""
         self.ask("arm", [None] * len(self.pipes))
         t0 = fire()
@@ -175,14 +176,17 @@ class Clients:
         return t0, sorted(times)
 
     def quit(self):
-        try:
-            self.ask("quit", [None] * len(self.pipes))
-        except (EOFError, OSError, BrokenPipeError):
-            pass
+        """Ask the processes to drop their sockets and exit; kill those that do not."""
+        for pipe in self.pipes:
+            try:
+                pipe.send(("quit", None))
+            except (OSError, BrokenPipeError):
+                pass
         for p in self.procs:
             p.join(10)
             if p.is_alive():
                 p.kill()
+                p.join()
 
 
 def subscribe_all(db):
@@ -206,6 +210,7 @@ def measure(clients, db, bridge_pid, n, kind, rounds):
             body = f'{{"round": {r}, "kind": "{kind}"}}'
 
             def fire():
+                """Run the statement (autocommit: it commits); return when it started."""
                 t0 = time.time()
                 conn.execute(stmt, (body,))
                 return t0
@@ -218,6 +223,10 @@ def measure(clients, db, bridge_pid, n, kind, rounds):
             half = (times[(n + 1) // 2 - 1] - t0) * 1000 if got >= (n + 1) // 2 else float("nan")
             full = (times[n - 1] - t0) * 1000 if got >= n else float("nan")
             results.append((first, half, full, got))
+            if got < n:
+                print(f"# {kind} x{n}: round {r} got {got} of {n} frames; stopping this size",
+                      file=sys.stderr, flush=True)
+                break
             time.sleep(0.3)
     return results, cpu, fine
 
@@ -230,6 +239,8 @@ def main():
     ap.add_argument("--procs", type=int, default=4, help="client processes")
     args = ap.parse_args()
     counts = [int(x) for x in args.counts.split(",")]
+    # SIGTERM (timeout, kill): unwind through the finally below, which stops everything
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     cluster = Cluster()
     cluster.init()
@@ -243,8 +254,10 @@ def main():
             c.execute("CREATE EXTENSION wsnotify")
             c.execute("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")
         db = Database(cluster)
+        # no pings: an idle subscriber is what is measured (and lws 4.1 builds before the
+        # empty-ping fix closed every silent client at ping_interval + ping_timeout)
         b = Bridge(db, ["--max-connections", "30000", "--log-level", "warn",
-                        "--heartbeat-interval", "10s"])
+                        "--heartbeat-interval", "10s", "--ping-interval", "0"])
         b.args.remove("-v")
         b.start()
         clients = Clients(b.port, args.procs)
@@ -265,7 +278,7 @@ def main():
                 halves = [x[1] for x in res]
                 fulls = [x[2] for x in res]
                 complete = sum(1 for x in res if x[3] >= opened)
-                rows.append((opened, kind, args.rounds, complete, statistics.median(firsts),
+                rows.append((opened, kind, len(res), complete, statistics.median(firsts),
                              statistics.median(halves), statistics.median(fulls), max(fulls),
                              cpu, opened * args.rounds / cpu if cpu > 0 else float("nan")))
                 print(f"# {kind} x{opened}: first {[round(x, 1) for x in firsts]} ms, "

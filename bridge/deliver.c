@@ -121,8 +121,10 @@ deliver_row(int64_t id, char kind, const char *target, const char *body,
 		deliver_all(p, id);
 	else if (kind == 'c' && target && (c = registry_find(target)) && id > c->start_id)
 		conn_enqueue(c, p, id);
-	else if (kind == 't')
+	else if (kind == 't') {
+		snprintf(p->topic, sizeof(p->topic), "%s", target ? target : "");
 		deliver_topic(p, id, connections);
+	}
 	payload_unref(p);
 }
 

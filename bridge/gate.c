@@ -460,6 +460,8 @@ gate_replay_done(PGresult *res, void *arg)
 				payload_new_base64(PQgetvalue(res, i, 3), (size_t) PQgetlength(res, i, 3)) :
 				payload_new(PQgetvalue(res, i, 3), (size_t) PQgetlength(res, i, 3));
 
+			if (p && PQgetvalue(res, i, 1)[0] == 't' && !PQgetisnull(res, i, 2))
+				snprintf(p->topic, sizeof(p->topic), "%s", PQgetvalue(res, i, 2));
 			if (p)
 				conn_enqueue_now(c, p, rid);
 			payload_unref(p);

@@ -183,6 +183,7 @@ payload_new(const char *data, size_t len)
 
 	p->refs = 1;
 	p->binary = false;
+	p->topic[0] = '\0';
 	p->len = len;
 	memcpy(p->data, data, len);
 	p->data[len] = '\0';
@@ -215,6 +216,7 @@ payload_new_base64(const char *b64, size_t len)
 	p = malloc(sizeof(*p) + len * 3 / 4 + 1);
 	p->refs = 1;
 	p->binary = true;
+	p->topic[0] = '\0';
 	p->len = 0;
 	for (size_t i = 0; i < len; i++) {
 		int v = b64_value((unsigned char) b64[i]);
@@ -282,12 +284,18 @@ conn_envelope_binary(struct payload *p, int64_t id)
 	return e;
 }
 
-/* The wsnotify.v1 envelope of a message: {"id": "N", "data": BODY}. */
+/*
+ * The wsnotify.v1 envelope of a message: {"id": "N", "data": BODY}, with
+ * "topic": "T" after the id for a topic message (topic names need no escaping).
+ */
 static struct payload *
 conn_envelope(struct payload *p, int64_t id)
 {
-	char head[64];
-	int hl = snprintf(head, sizeof(head), "{\"id\": \"%lld\", \"data\": ", (long long) id);
+	char head[224];
+	int hl = p->topic[0] ?
+		snprintf(head, sizeof(head), "{\"id\": \"%lld\", \"topic\": \"%s\", \"data\": ",
+			 (long long) id, p->topic) :
+		snprintf(head, sizeof(head), "{\"id\": \"%lld\", \"data\": ", (long long) id);
 	struct payload *e;
 
 	if (p->binary)

@@ -23,6 +23,7 @@ struct user_entry;
 struct payload {
 	int refs;
 	bool binary;			/* written as a binary frame */
+	char topic[129];		/* publish_ws's topic, named in the v1 text envelope; "" otherwise */
 	size_t len;
 	char data[];
 };

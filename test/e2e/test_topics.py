@@ -61,6 +61,7 @@ def test_subscribe_route_decides_and_messages_follow_the_subscription(bridge, db
         db.sql("SELECT publish_ws('room:7', '{\"n\": 1}')")
         frame = await recv_json(ws)
         assert frame["data"] == {"n": 1}
+        assert frame["topic"] == "room:7", "v1 topic frames name their topic"
         await ws.send(json.dumps({"action": "unsubscribe", "topic": "room:7", "request_id": "u"}))
         assert (await recv_json(ws))["data"] == {"unsubscribed": "room:7"}
         db.sql("SELECT publish_ws('room:7', '{\"n\": 2}')")
@@ -94,7 +95,8 @@ def test_resumed_connection_gets_what_its_topics_received_while_away(bridge, db)
         db.sql("SELECT publish_ws('news', '{\"n\": 2}')")
         db.sql("SELECT publish_ws('other', '{\"n\": 3}')")
         again = await connect_v1(bridge, "alice", since=cursor)
-        assert (await recv_json(again))["data"] == {"n": 2}
+        replayed = await recv_json(again)
+        assert (replayed["data"], replayed["topic"]) == ({"n": 2}, "news")
         await expect_silence(again)
         await again.close()
     run(go())
