@@ -91,6 +91,7 @@ def delivery(b, db, users, sockets, total, per_tx, v1):
     async def go():
         socks = await open_clients(b, users, sockets, v1)
         per_user = total // len(users)
+        f0 = b.metrics()["wsnotify_fetches_total"]
         c0, t0 = cpu_seconds(b.proc.pid), time.time()
         loop = asyncio.get_running_loop()
         sender = loop.run_in_executor(None, send, db, users, total, per_tx)
@@ -98,9 +99,12 @@ def delivery(b, db, users, sockets, total, per_tx, v1):
                                               sender), 600)
         t_send = sender.result()
         dt, cpu = time.time() - t0, cpu_seconds(b.proc.pid) - c0
+        fetches = b.metrics()["wsnotify_fetches_total"] - f0
         for _, ws in socks:
             await ws.close()
-        return total / t_send, cpu, dt
+        print(f"  run: {per_tx} msg/tx v1={v1}: {total / t_send:.0f} msg/s, CPU {cpu:.2f} s, "
+              f"{fetches:.0f} fetches, delivered in {dt:.2f} s", file=sys.stderr, flush=True)
+        return total / t_send, cpu, dt, fetches
     return asyncio.run(go())
 
 
@@ -157,20 +161,23 @@ def main():
             print(f"{a.messages} messages to {a.users} users x {a.sockets} sockets "
                   f"= {frames} frames; medians of {a.repeat} runs\n")
             print("| transactions | clients | send_ws msg/s | bridge CPU s | CPU µs/frame "
-                  "| all delivered in s |")
-            print("|---|---|---|---|---|---|")
+                  "| bridge fetches | all delivered in s |")
+            print("|---|---|---|---|---|---|---|")
             for per_tx in (1, 1000):
                 for v1 in (False, True):
                     runs = [delivery(b, db, users, a.sockets, a.messages, per_tx, v1)
                             for _ in range(a.repeat)]
-                    rate, cpu, dt = (statistics.median(x) for x in zip(*runs))
+                    rate, cpu, dt, fetches = (statistics.median(x) for x in zip(*runs))
                     print(f"| {per_tx} msg/tx | {'wsnotify.v1' if v1 else 'plain'} "
-                          f"| {rate:,.0f} | {cpu:.2f} | {cpu / frames * 1e6:.1f} | {dt:.2f} |")
+                          f"| {rate:,.0f} | {cpu:.2f} | {cpu / frames * 1e6:.1f} "
+                          f"| {fetches:,.0f} | {dt:.2f} |", flush=True)
             print("\n| missed messages K | resume (?since) until the K-th message, s "
                   "| connect without since, s |")
             print("|---|---|---|")
             for k in (int(x) for x in a.catchup.split(",")):
                 runs = [catchup(b, db, k) for _ in range(a.repeat)]
+                for dt, plain in runs:
+                    print(f"  run: catch-up {k}: {dt:.3f} s", file=sys.stderr, flush=True)
                 dt, plain = (statistics.median(x) for x in zip(*runs))
                 print(f"| {k:,} | {dt:.3f} | {plain:.4f} |")
         finally:

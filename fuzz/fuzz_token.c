@@ -9,6 +9,8 @@
  *   3  "header\npayload": the harness signs it (HS256, the configured
  *      secret), so the claim checks behind the signature are reached too
  *   4  the wsnotify.jwt_algorithms check hook's list parser
+ *   5  the input is wsnotify.jwt_jwks (a JWKS document); a token signed with
+ *      the secret under kid "k1" is verified against it (jwks.c's parser)
  * A refusal is an ERROR caught here; a crash or sanitizer report is a bug.
  */
 #include "postgres.h"
@@ -90,9 +92,20 @@ run_one(int mode, const char *in, size_t len)
 												 nl ? len - hl - 1 : 0));
 				break;
 			}
-		default:
+		case 4:
 			TokenAlgorithmListIsValid(in, &bad);
 			break;
+		default:
+			{
+				static const char header[] = "{\"alg\":\"HS256\",\"kid\":\"k1\"}";
+				static const char claims[] = "{\"sub\":\"a\",\"aud\":\"fuzz-aud\","
+					"\"iss\":\"fuzz-iss\",\"exp\":4102444800}";
+
+				wsnotify_jwt_jwks = (char *) in;
+				TokenVerifyConfigured(sign_hs256(header, strlen(header),
+												 claims, strlen(claims)));
+				break;
+			}
 	}
 }
 
@@ -105,7 +118,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	mode = data[0] % 5;
+	mode = data[0] % 6;
 	in = palloc(size);
 	memcpy(in, data + 1, size - 1);
 	in[size - 1] = '\0';
@@ -114,6 +127,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		PG_exception_stack = &jb;
 		run_one(mode, in, size - 1);
 	}
+	wsnotify_jwt_jwks = NULL;
 	shim_reset();
 	return 0;
 }

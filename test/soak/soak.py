@@ -198,12 +198,13 @@ def main():
             el = time.time() - start
             rss, fds = sample(bridge.proc.pid)
             m = bridge.metrics()
+            # /metrics may time out under load: None, not a false 0
             samples.append({"t": round(el), "rss_kib": rss, "fds": fds,
-                            "connections": m.get("wsnotify_connections", 0),
-                            "messages_out": m.get("wsnotify_messages_out_total", 0)})
+                            "connections": m.get("wsnotify_connections"),
+                            "messages_out": m.get("wsnotify_messages_out_total")})
             print(f"t={el:6.0f}s rss={rss / 1024:7.1f} MiB fds={fds:6d} "
-                  f"connections={samples[-1]['connections']:.0f} "
-                  f"messages_out={samples[-1]['messages_out']:.0f}", flush=True)
+                  f"connections={samples[-1]['connections']} "
+                  f"messages_out={samples[-1]['messages_out']}", flush=True)
             if el >= args.duration:
                 break
             time.sleep(min(args.interval, args.duration - el + 0.01))
