@@ -355,8 +355,12 @@ deliver_heartbeat_done(PGresult *res, void *arg)
 
 		db_errmsg(res, msg, sizeof(msg));
 		log_error("wsnotify_heartbeat failed (SQLSTATE %s): %s", db_sqlstate(res), msg);
-	} else if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
-		log_info("heartbeat reaped %s connection rows of dead bridges", PQgetvalue(res, 0, 0));
+	} else {
+		metrics.notify_queue_usage = strtod(PQgetvalue(res, 0, 1), NULL);
+		if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+			log_info("heartbeat reaped %s connection rows of dead bridges",
+				 PQgetvalue(res, 0, 0));
+	}
 }
 
 /* Timer: record liveness and reap dead bridges. */
@@ -368,7 +372,8 @@ deliver_heartbeat_cb(lws_sorted_usec_list_t *sul)
 
 	if (started && db_ready()) {
 		snprintf(reap, sizeof(reap), "%lld milliseconds", cf_reap_after);
-		db_query("SELECT wsnotify_heartbeat($1, $2::interval)", 2, p,
+		db_query("SELECT wsnotify_heartbeat($1, $2::interval), "
+			 "pg_notification_queue_usage()", 2, p,
 			 deliver_heartbeat_done, NULL, 0);
 	}
 	lws_sul_schedule(main_context, 0, sul, deliver_heartbeat_cb,

@@ -96,6 +96,8 @@ metrics_render(size_t *len)
 	C("delivery_lag_seconds_sum", "Time from NOTIFY to messages queued, summed.", metrics.lag_sum);
 	C("delivery_lag_seconds_count", "Delivery lag samples.", metrics.lag_count);
 	G("delivery_lag_seconds_max", "Largest delivery lag seen.", metrics.lag_max);
+	G("notify_queue_usage", "pg_notification_queue_usage() at the last heartbeat (0 to 1).",
+	  metrics.notify_queue_usage);
 #undef G
 #undef C
 	return b;

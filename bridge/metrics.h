@@ -34,6 +34,7 @@ struct metrics {
 	double lag_sum;
 	uint64_t lag_count;
 	double lag_max;
+	double notify_queue_usage;	/* pg_notification_queue_usage() at the last heartbeat */
 };
 
 extern struct metrics metrics;

@@ -125,3 +125,10 @@ def test_pg_environment_variables_fill_in_the_dsn(bridges, db, cluster):
         assert await recv_json(ws) == {"env": 1}
         await ws.close()
     run(go())
+
+
+def test_metrics_show_the_notify_queue_usage(bridge, db):
+    from conftest import wait_for
+    wait_for(lambda: "wsnotify_notify_queue_usage" in bridge.metrics(),
+             what="the NOTIFY queue gauge after a heartbeat")
+    assert 0.0 <= bridge.metrics()["wsnotify_notify_queue_usage"] < 0.01
