@@ -414,3 +414,31 @@ def test_database_refusing_the_login_at_start_bridge_waits_then_serves(bridges, 
         db.sql("ALTER ROLE bridge LOGIN")
     wait_for(lambda: b.healthz()[0] == 200, timeout=15, what="healthz 200 once login works")
     assert raw_upgrade(b.port, f"/?token={token('alice')}")[0] == 101
+
+
+def test_database_out_of_space_or_memory_in_a_handler_is_an_error_frame_not_a_hang(bridge, db):
+    """Resource errors on the database side (temp_file_limit standing in for a
+    full disk, an allocation too large standing in for out-of-memory) come
+    back as error frames within the request, and the connection serves on."""
+    import json as _json
+    from test_routes import route
+    from test_resume import connect_v1 as _connect_v1
+    route(db, "disk", "SET LOCAL temp_file_limit = '64kB'; "
+                      "SELECT to_jsonb(count(*)) FROM (SELECT g FROM generate_series(1, 200000) g "
+                      "ORDER BY g DESC) s", lang="sql")
+    route(db, "memory", "SELECT to_jsonb(length(repeat('x', 1024 * 1024 * 1024 + 1)))")
+    route(db, "ok", "SELECT '\"fine\"'::jsonb")
+
+    async def go():
+        ws = await _connect_v1(bridge, "alice")
+        for action in ("disk", "memory"):
+            await ws.send(_json.dumps({"action": action, "request_id": action}))
+            frame = await recv_json(ws, timeout=10)
+            assert (frame["type"], frame["request_id"]) == ("error", action), frame
+        await ws.send(_json.dumps({"action": "ok", "request_id": "ok"}))
+        assert (await recv_json(ws))["data"] == "fine"
+        await ws.close()
+    run(go())
+    log = bridge.log()
+    assert "temp_file_limit" in log or "temporary file size" in log
+    assert "too large" in log or "out of memory" in log
