@@ -427,6 +427,21 @@ gate_since(const char *target, char *out, size_t n)
 	return request_cursor(target, out, n);
 }
 
+/*
+ * Whether a failed replay is worth another try: the session was lost, or the
+ * server was shutting down or out of connections (SQLSTATE classes 08, 57, 53).
+ */
+static bool
+gate_replay_may_retry(const PGresult *res)
+{
+	const char *state = db_sqlstate(res);
+
+	if (!res)
+		return true;
+	return strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+		strncmp(state, "53", 2) == 0;
+}
+
 /* Answer of wsnotify_replay: the missed messages (or a reset), then live ones. */
 static void
 gate_replay_done(PGresult *res, void *arg)
@@ -442,6 +457,17 @@ gate_replay_done(PGresult *res, void *arg)
 		char msg[256];
 
 		db_errmsg(res, msg, sizeof(msg));
+		if (gate_replay_may_retry(res)) {
+			/*
+			 * The session went away under the replay (a restart, a
+			 * terminated backend): a reset would make the client throw
+			 * away a cursor that is still good.  It resumes again instead.
+			 */
+			log_warn("connection %s: wsnotify_replay interrupted: %s; closing with 1012 so the client resumes",
+				 c->id, msg);
+			conn_close(c, 1012, "database restarted, resume again");
+			return;
+		}
 		log_error("connection %s: wsnotify_replay failed: %s; sending reset", c->id, msg);
 		snprintf(frame, sizeof(frame), "{\"type\": \"reset\", \"id\": \"%lld\"}",
 			 (long long) c->start_id);
@@ -482,8 +508,9 @@ gate_replay(struct conn *c, const char *since)
 	c->holding = true;
 	if (!db_query("SELECT id, kind, target, body, is_binary FROM wsnotify_replay($1, $2, $3)",
 		      3, params, gate_replay_done, strdup(c->id), 0)) {
-		c->holding = false;
-		conn_enqueue_text(c, "{\"type\": \"reset\", \"id\": \"0\"}");
+		log_warn("connection %s: database unavailable for the replay; closing with 1012 so the client resumes",
+			 c->id);
+		conn_close(c, 1012, "database restarted, resume again");
 	}
 }
 

@@ -163,6 +163,40 @@ def test_cursor_within_retention_is_not_reset(bridges, db):
     run(go())
 
 
+def test_resume_interrupted_by_a_lost_session_closes_1012_not_reset(bridges, db):
+    """The bridge's session dies while it replays a resume: the cursor is still
+    good, so the client is told to resume again (1012), not to reset."""
+    b = bridges()
+
+    async def go():
+        ws = await connect_v1(b, "alice")
+        db.sql("SELECT send_ws('alice', '{\"n\": 1}')")
+        cursor = (await recv_json(ws))["id"]
+        await ws.close()
+        db.sql("SELECT send_ws('alice', '{\"n\": 2}')")
+        # hold the replay (it reads websocket_subscription) behind a lock
+        locker = db.connect(autocommit=False)
+        locker.execute("LOCK TABLE websocket_subscription IN ACCESS EXCLUSIVE MODE")
+        ws = await connect_v1(b, "alice", since=cursor)
+        wait_for(lambda: db.sql("SELECT count(*) FROM pg_stat_activity "
+                                "WHERE application_name = 'wsnotify-bridge' "
+                                "AND wait_event_type = 'Lock'")[0][0] == 1,
+                 what="the replay waiting on the lock")
+        assert kill_bridge_sessions(db) >= 1
+        locker.rollback()
+        locker.close()
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            frame = await recv_json(ws)
+            pytest.fail(f"expected a close, got {frame}")
+        assert closed.value.rcvd.code == 1012
+        wait_for(lambda: b.healthz()[0] == 200, what="bridge reconnected")
+        ws = await connect_v1(b, "alice", since=cursor)
+        frame = await recv_json(ws)
+        assert frame["data"] == {"n": 2}, frame
+        await ws.close()
+    run(go())
+
+
 def send_for(db, seconds, per_tx, sessions=1, reconnect_every=None):
     """Send to offline users for `seconds`; return how many messages were committed."""
     sent = [0] * sessions
