@@ -130,6 +130,7 @@ function onNotification(wss, msg) {
     console.error(`wsnotify-peer: ignoring a notification that is not JSON (${msg.payload.length} bytes)`);
     return;
   }
+  if (note === null || typeof note !== 'object' || note.data === undefined) return;
   const text = JSON.stringify(note.data);
   if (note.user === '*') sendAll(wss.clients, text);
   else if (note.user !== undefined) sendAll(byUser.get(String(note.user)), text);

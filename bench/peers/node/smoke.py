@@ -135,7 +135,8 @@ async def check(peer, conn):
     u1a = await websockets.connect(peer.url(token("u1")))
     u1b = await websockets.connect(peer.url(), extra_headers={"Authorization": f"Bearer {token('u1')}"})
     u2 = await websockets.connect(peer.url(token("u2")))
-    u3 = await websockets.connect(peer.url(token("u3")))
+    u3 = await websockets.connect(peer.url(token("u3")), subprotocols=["wsnotify.v1"])
+    assert u3.subprotocol == "wsnotify.v1", u3.subprotocol
 
     await u3.send(json.dumps({"action": "subscribe", "topic": "x"}))
     assert await recv(u3, "subscribe reply") == {"subscribed": "x"}
@@ -145,6 +146,8 @@ async def check(peer, conn):
     assert await recv(u2, "subscribe reply after ignored messages") == {"subscribed": "y"}
 
     notify(conn, {"user": "u1", "data": {"n": 1}})
+    conn.execute("SELECT pg_notify(%s, 'not json')", (CHANNEL,))
+    notify(conn, {"user": "u1"})
     notify(conn, {"topic": "x", "data": {"n": 2}})
     notify(conn, {"user": "*", "data": {"n": 3, "s": "é"}})
     assert await recv(u1a, "u1a per-user") == {"n": 1}
@@ -205,6 +208,7 @@ def main():
         assert code == 0, f"server.js exited {code} on SIGTERM:\n{log}"
         assert "eyJ" not in log, "a token reached the log"
         assert "Error" not in log, f"errors in the server log:\n{log}"
+        assert "not JSON" in log, f"the bad notification was not reported:\n{log}"
         assert "LISTEN wsnotify_peer active" in log, log
     except Exception:
         print(f"FAIL:\n{traceback.format_exc()}", file=sys.stderr)
