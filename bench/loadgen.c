@@ -112,7 +112,7 @@ static struct {
 	int stats_ms;
 	uint64_t expect;
 } opt = {
-	.host = "127.0.0.1", .concurrency = 256, .users = 1, .user_prefix = "u",
+	.host = "127.0.0.1", .concurrency = 256, .user_prefix = "u",
 	.path = "/", .stats_ms = 500, .secret = "",
 };
 
@@ -202,7 +202,7 @@ report_error(const char *what, int err)
 	}
 	fprintf(stderr, "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
 	if (seen[i].hidden)
-		fprintf(stderr, " (and %" PRIu64 " more in the last second)", seen[i].hidden);
+		fprintf(stderr, " (and %" PRIu64 " more since the last such line)", seen[i].hidden);
 	fputc('\n', stderr);
 	seen[i].what = what;
 	seen[i].err = err;
@@ -387,7 +387,7 @@ conn_failed(struct conn *c)
 }
 
 static void
-fail_errno(struct conn *c, const char *what, int err)
+conn_error(struct conn *c, const char *what, int err)
 {
 	report_error(what, err);
 	if (err > 0 && err < 256)
@@ -436,7 +436,7 @@ send_upgrade(struct conn *c)
 		     opt.subprotocol ? "Sec-WebSocket-Protocol: " : "",
 		     opt.subprotocol ? opt.subprotocol : "", opt.subprotocol ? "\r\n" : "");
 	if (n >= (int) sizeof(req)) {
-		fail_errno(c, "upgrade request too long", 0);
+		conn_error(c, "upgrade request too long", 0);
 		return;
 	}
 	c->state = ST_HTTP;
@@ -463,7 +463,7 @@ conn_start(uint32_t i)
 		st.first_start_us = real_us();
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
-		fail_errno(c, "socket", errno);
+		conn_error(c, "socket", errno);
 		return;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -472,22 +472,22 @@ conn_start(uint32_t i)
 
 		src.sin_addr.s_addr = htonl(ntohl(opt.source_base.s_addr) + i % opt.sources);
 		if (setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) < 0) {
-			fail_errno(c, "setsockopt IP_BIND_ADDRESS_NO_PORT", errno);
+			conn_error(c, "setsockopt IP_BIND_ADDRESS_NO_PORT", errno);
 			return;
 		}
 		if (bind(c->fd, (struct sockaddr *) &src, sizeof(src)) < 0) {
-			fail_errno(c, "bind", errno);
+			conn_error(c, "bind", errno);
 			return;
 		}
 	}
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e) < 0) {
-		fail_errno(c, "epoll_ctl", errno);
+		conn_error(c, "epoll_ctl", errno);
 		return;
 	}
 	if (connect(c->fd, (struct sockaddr *) &targets[i % opt.nports], sizeof(*targets)) == 0)
 		send_upgrade(c);
 	else if (errno != EINPROGRESS)
-		fail_errno(c, "connect", errno);
+		conn_error(c, "connect", errno);
 }
 
 /* connect() finished: see whether it worked. */
@@ -500,7 +500,7 @@ tcp_ready(struct conn *c)
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err)
-		fail_errno(c, "connect", err);
+		conn_error(c, "connect", err);
 	else
 		send_upgrade(c);
 }
@@ -835,7 +835,7 @@ on_readable(struct conn *c)
 				st.fail_eof++;
 				conn_failed(c);
 			} else
-				fail_errno(c, "recv", errno);
+				conn_error(c, "recv", errno);
 		} else {
 			if (n < 0 && errno != ECONNRESET)
 				report_error("recv", errno);
@@ -863,7 +863,7 @@ on_writable(struct conn *c)
 		if (errno == EAGAIN)
 			return;
 		if (c->state == ST_HTTP)
-			fail_errno(c, "send", errno);
+			conn_error(c, "send", errno);
 		else {
 			report_error("send", errno);
 			conn_closed(c);
@@ -1092,7 +1092,7 @@ usage(FILE *f)
 		"  --sources K            bind connection i to source-base + i %% K (0: let the kernel pick)\n"
 		"  --source-base ADDR     first source address (127.0.0.1)\n"
 		"  --secret S             HS256 key for the tokens\n"
-		"  --users U              connection i is user PREFIX(OFFSET + i %% U) (1)\n"
+		"  --users U              connection i is user PREFIX(OFFSET + i %% U) (N: one each)\n"
 		"  --user-offset O        (0)\n"
 		"  --user-prefix P        (u)\n"
 		"  --path PATH            request path (/); the token goes in ?token= or &token=\n"
@@ -1191,8 +1191,10 @@ parse_args(int argc, char **argv)
 	}
 	if (opt.nports == 0)
 		opt.ports[opt.nports++] = 8080;
-	if (opt.users == 0 || opt.concurrency == 0 || opt.stats_ms == 0)
-		die("--users, --concurrency and --stats-interval must be positive");
+	if (opt.users == 0)
+		opt.users = opt.conns;
+	if (opt.concurrency == 0 || opt.stats_ms == 0)
+		die("--concurrency and --stats-interval must be positive");
 	if (inet_pton(AF_INET, base, &opt.source_base) != 1)
 		die("--source-base is not an IPv4 address");
 	check_json_safe(opt.user_prefix, "user-prefix");

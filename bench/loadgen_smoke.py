@@ -7,7 +7,14 @@ Starts a throwaway cluster (as test/e2e does), then:
      connections must survive the bridge's pings (loadgen answers them);
   2. three bridges (one bridge cannot hold 45,000 sockets under the 20,000
      open-file limit) and three loadgens of 15,000 connections each, spread
-     over the three ports: every connection must open.
+     over the three ports: every connection must open; then one broadcast_ws
+     must reach all of them.
+The bridge's connect rate falls as it holds more sockets (its poll() loop
+costs O(sockets) per turn: ~1,500/s when empty, under 100/s per bridge near
+15,000), so the big run keeps few upgrades in flight and gives the bridges a
+longer auth_timeout: with 256 in flight per loadgen a fifth of the upgrades
+waited past the 10 s default and were refused with 503, and with 32 one in
+300 still was.
 Prints what it measured. Needs `make` (bridge) and `make install` (extension)
 first; builds loadgen itself.
 
@@ -151,7 +158,8 @@ def small(db):
 
 def big(db, per_proc, procs=3):
     """procs loadgens of per_proc connections each, over three bridges."""
-    bridges = [start_bridge(db, "--heartbeat-interval", "10s") for _ in range(3)]
+    bridges = [start_bridge(db, "--heartbeat-interval", "10s", "--auth-timeout", "60s")
+               for _ in range(3)]
     lgs = []
     try:
         ports = ",".join(str(b.port) for b in bridges)
@@ -161,9 +169,16 @@ def big(db, per_proc, procs=3):
             lgs.append(Loadgen(["--ports", ports, "--conns", str(per_proc), "--sources", "4",
                                 "--source-base", f"127.0.0.{10 + 4 * k}", "--users", str(per_proc),
                                 "--user-offset", str(k * per_proc), "--user-prefix", "b",
+                                "--concurrency", "16", "--expect", str(per_proc),
                                 "--stats-interval", "1000"]))
         cs = [lg.expect("connected", 900) for lg in lgs]
         dt = time.time() - t0
+        refused = {}
+        for b in bridges:
+            for k, v in b.metrics().items():
+                if k.startswith("wsnotify_auth_failures_total") and v:
+                    refused[k[len("wsnotify_auth_failures_total"):]] = v
+        print(f"big: bridges refused {refused or 'nothing'}", flush=True)
         total = sum(c["connected"] for c in cs)
         for c in cs:
             print(f"big: {c['connected']} connected, {c['failed']} failed {c['fail_codes']}, "
@@ -180,6 +195,20 @@ def big(db, per_proc, procs=3):
               f"loadgen RSS {[rss_kib(lg.proc.pid) for lg in lgs]} KiB", flush=True)
         assert total == procs * per_proc, cs
         assert open_now == total
+
+        for lg in lgs:
+            lg.proc.send_signal(signal.SIGUSR1)
+            lg.expect("phase_reset", 5)
+        db.sql("SELECT broadcast_ws(jsonb_build_object('t', "
+               "(extract(epoch from clock_timestamp())*1e6)::bigint))")
+        wait_until(lambda: all(lg.last_progress["received"] >= per_proc for lg in lgs), 120,
+                   "the broadcast to reach every connection")
+        for lg in lgs:
+            r = lg.report()
+            print(f"big: broadcast: {r['received']} received, first {r['first_arrival_us']} us, "
+                  f"half {r['half_arrival_us']} us, all {r['last_arrival_us']} us, "
+                  f"p50 {r['p50_us']} us, p99 {r['p99_us']} us", flush=True)
+            assert r["received"] == per_proc == r["timed"], r
     finally:
         for lg in lgs:
             lg.stop()
