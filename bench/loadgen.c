@@ -452,8 +452,7 @@ conn_start(uint32_t i)
 	struct conn *c = &conns[i];
 	int one = 1;
 	struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.u32 = i};
-
-	uint8_t opened_once = c->opened_once;
+	uint8_t opened_once = c->opened_once;	/* a failed retry is not a first failure */
 
 	memset(c, 0, sizeof(*c));
 	c->opened_once = opened_once;
