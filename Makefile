@@ -7,6 +7,8 @@
 #   make demo            a throwaway cluster, the bridge and the demo page
 #   make fuzz            every libFuzzer target for 60 s from fuzz/corpus (not in make test)
 #   make soak            10-minute soak of the bridge (test/soak; not in make test)
+#   make bench           wsnotify against a Node.js peer, quick (< 5 minutes; bench/run)
+#   make bench-full      the same, full size (100,000 connections; about 15 minutes)
 
 EXTENSION    = wsnotify
 EXTVERSION   = 1.0
@@ -47,7 +49,7 @@ all install installcheck clean:
 	@exit 1
 endif
 
-.PHONY: bridge-all bridge-install bridge-clean test demo fuzz soak
+.PHONY: bridge-all bridge-install bridge-clean test demo fuzz soak bench bench-full
 bridge-all:
 	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG)
 bridge-install:
@@ -66,3 +68,9 @@ fuzz:
 
 soak:
 	test/soak/run
+
+bench:
+	bench/run
+
+bench-full:
+	bench/run --full

@@ -1,0 +1,771 @@
+#!/usr/bin/python3
+"""make bench / make bench-full: wsnotify against the stack a web team writes
+instead (bench/peers/node: Node.js + ws + pg LISTEN + jsonwebtoken), on the
+same database, tokens, messages and load generator (bench/loadgen), in one
+run, beside the machine's physical limit (bench/physical).
+
+Both systems share two cores with PostgreSQL, the senders (pgbench) and the
+load generator, so raw rates understate them; every rate is reported with the
+CPU seconds the system's own process(es) used, and systems are compared by
+deliveries per CPU-second of that process (/proc/PID/stat utime+stime).
+
+Latency is commit-to-arrival as the load generator sees it: every message
+carries "t", clock_timestamp() in microseconds taken by the sending statement
+just before its (autocommit) commit; the generator subtracts it from its own
+CLOCK_REALTIME on arrival (one clock, one machine).
+
+Usage: /usr/bin/python3 bench/run.py [--full] [--only wsnotify|node]
+Writes bench/results/summary.json, bench/results/details.json, the plots
+(bench/results/*.png, copied to docs/img/ with --full) and prints a table.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
+import psycopg  # noqa: E402
+from conftest import BRIDGE, PGBIN, SECRET, Cluster, free_port, wait_for  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results")
+LOADGEN = os.path.join(HERE, "loadgen")
+PHYSICAL = os.path.join(HERE, "physical")
+PEER = os.path.join(HERE, "peers", "node", "server.js")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TOPIC = "bench"
+T_NOW = "(extract(epoch from clock_timestamp()) * 1e6)::bigint"
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# --- processes -----------------------------------------------------------------
+
+def cpu_seconds(pids):
+    """utime + stime of the processes, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except OSError:
+            pass
+    return total
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def postgres_pids(cluster):
+    """The postmaster and all its children."""
+    with open(f"{cluster.data}/postmaster.pid") as f:
+        pm = int(f.readline())
+    out = [pm]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pm:
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+def stop_proc(p, sig=signal.SIGTERM, timeout=15):
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+class Loadgen:
+    """One bench/loadgen process; its JSON lines are read by a thread."""
+
+    def __init__(self, ports, conns, users, user_offset=0, sources=4, path="/",
+                 subscribe=None, concurrency=256, expect=None):
+        args = [LOADGEN, "--host", "127.0.0.1", "--ports", ",".join(map(str, ports)),
+                "--conns", str(conns), "--concurrency", str(concurrency),
+                "--sources", str(sources), "--secret", SECRET, "--users", str(users),
+                "--user-offset", str(user_offset), "--path", path, "--stats-interval", "250"]
+        if subscribe:
+            args += ["--subscribe", subscribe]
+        if expect:
+            args += ["--expect", str(expect)]
+        self.conns = conns
+        self.lines = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.errors = []
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            with self.cond:
+                self.lines.append(obj)
+                self.cond.notify_all()
+
+    def _read_err(self):
+        for line in self.proc.stderr:
+            self.errors.append(line.rstrip())
+
+    def wait_line(self, kind, after=0, timeout=120):
+        deadline = time.time() + timeout
+        with self.cond:
+            while True:
+                for obj in self.lines[after:]:
+                    if obj.get("type") == kind:
+                        return obj
+                left = deadline - time.time()
+                if left <= 0 or self.proc.poll() is not None:
+                    raise RuntimeError(f"loadgen: no {kind} line ({self.errors[-3:]})")
+                self.cond.wait(left)
+
+    def progress(self):
+        with self.cond:
+            for obj in reversed(self.lines):
+                if obj.get("type") == "progress":
+                    return obj
+        return {"connected": 0, "received": 0}
+
+    def signal_and_wait(self, sig, kind):
+        with self.cond:
+            n = len(self.lines)
+        self.proc.send_signal(sig)
+        return self.wait_line(kind, n)
+
+    def reset(self):
+        return self.signal_and_wait(signal.SIGUSR1, "phase_reset")
+
+    def report(self):
+        return self.signal_and_wait(signal.SIGUSR2, "report")
+
+    def stop(self):
+        stop_proc(self.proc)
+
+
+class Fleet:
+    """Several loadgen processes (a process may hold 20,000 open files)."""
+
+    PER_PROC = 18000
+
+    def __init__(self, ports, conns, users=None, path="/", subscribe=None, sources=8,
+                 rss_probe=None, expect=None):
+        self.gens = []
+        users = users or conns
+        left, offset = conns, 0
+        while left > 0:
+            n = min(left, self.PER_PROC)
+            # users are consecutive across processes: u0 .. u(users-1)
+            self.gens.append(Loadgen(ports, n, min(users, n), offset % users, sources, path,
+                                     subscribe, expect=expect))
+            left -= n
+            offset += n
+        self.conns = conns
+        self.curve = []          # (connected, rss KiB) samples while connecting
+        self.rss_probe = rss_probe
+
+    def wait_connected(self, timeout=300):
+        deadline = time.time() + timeout
+        done = [None] * len(self.gens)
+        while time.time() < deadline:
+            for i, g in enumerate(self.gens):
+                if done[i] is None:
+                    for obj in list(g.lines):
+                        if obj.get("type") == "connected":
+                            done[i] = obj
+            if self.rss_probe:
+                self.curve.append((sum(g.progress().get("connected", 0) for g in self.gens),
+                                   self.rss_probe()))
+            if all(done):
+                break
+            time.sleep(0.25)
+        if not all(done):
+            raise RuntimeError("loadgen: not every process finished connecting")
+        first = min(d["first_start_us"] for d in done)
+        last = max(d["last_open_us"] for d in done)
+        connected = sum(d["connected"] for d in done)
+        failed = sum(d["failed"] for d in done)
+        codes = {}
+        for d in done:
+            for k, v in d.get("fail_codes", {}).items():
+                codes[k] = codes.get(k, 0) + v
+        return {"connected": connected, "failed": failed, "fail_codes": codes,
+                "seconds": (last - first) / 1e6,
+                "connects_per_s": connected / max((last - first) / 1e6, 1e-6)}
+
+    def received(self):
+        return sum(g.progress().get("received", 0) for g in self.gens)
+
+    def reset(self):
+        for g in self.gens:
+            g.reset()
+
+    def reports(self):
+        return [g.report() for g in self.gens]
+
+    def stop(self):
+        for g in self.gens:
+            g.stop()
+
+
+# --- the systems under test ------------------------------------------------------
+
+class WsnotifySystem:
+    """wsnotify-bridge processes on the bench database."""
+
+    name = "wsnotify"
+
+    def __init__(self, env):
+        self.env = env
+        self.procs = []
+        self.ports = []
+
+    def start(self, count=1):
+        for _ in range(count):
+            port = free_port()
+            logf = open(os.path.join(self.env.dir, f"bridge-{port}.log"), "ab")
+            p = subprocess.Popen([BRIDGE, "--dsn", self.env.dsn("bridge"),
+                                  "--listen", f"127.0.0.1:{port}",
+                                  "--bridge-id", f"bench-{port}",
+                                  "--max-connections", "20000",
+                                  "--max-connections-per-user", "0"],
+                                 stdout=logf, stderr=subprocess.STDOUT)
+            self.procs.append(p)
+            self.ports.append(port)
+            wait_for(lambda: http_status(port, "/healthz") == 200 or p.poll() is not None,
+                     timeout=30, what="bridge healthy")
+            if p.poll() is not None:
+                raise RuntimeError("wsnotify-bridge exited at start")
+
+    def pids(self):
+        return [p.pid for p in self.procs]
+
+    def stop(self):
+        for p in self.procs:
+            stop_proc(p)
+        self.procs, self.ports = [], []
+        self.env.sql("DELETE FROM websocket_client")
+
+    def subscribe_all(self):
+        self.env.sql(f"SELECT count(ws_subscribe(connection_id, '{TOPIC}')) "
+                     "FROM websocket_client")
+
+    def sql_user(self, user_expr):
+        return f"SELECT send_ws({user_expr}, jsonb_build_object('t', {T_NOW}))"
+
+    def sql_user_batch(self, n, users):
+        return (f"SELECT count(send_ws('u' || ((:base + k) % {users}), "
+                f"jsonb_build_object('t', {T_NOW}))) FROM generate_series(1, {n}) k")
+
+    def sql_broadcast(self):
+        return f"SELECT broadcast_ws(jsonb_build_object('t', {T_NOW}))"
+
+    def sql_topic(self):
+        return f"SELECT publish_ws('{TOPIC}', jsonb_build_object('t', {T_NOW}))"
+
+    def trigger_body(self):
+        return ("PERFORM send_ws(NEW.aid::text, jsonb_build_object('account', NEW.aid, "
+                "'delta', NEW.delta));")
+
+    subscribe_action = None
+
+
+class NodeSystem:
+    """The Node.js peer: server.js processes, one LISTEN client each."""
+
+    name = "node"
+    channel = "wsnotify_peer"
+
+    def __init__(self, env):
+        self.env = env
+        self.procs = []
+        self.ports = []
+
+    def start(self, count=1):
+        for _ in range(count):
+            port = free_port()
+            logf = open(os.path.join(self.env.dir, f"node-{port}.log"), "ab")
+            env = dict(os.environ, PORT=str(port), HOST="127.0.0.1",
+                       DATABASE_URL=self.env.url(), JWT_SECRET=SECRET, CHANNEL=self.channel)
+            p = subprocess.Popen(["node", PEER], stdout=logf, stderr=subprocess.STDOUT,
+                                 env=env, cwd=os.path.dirname(PEER))
+            self.procs.append(p)
+            self.ports.append(port)
+            wait_for(lambda: http_status(port, "/healthz") == 200 or p.poll() is not None,
+                     timeout=30, what="node peer healthy")
+            if p.poll() is not None:
+                raise RuntimeError("node peer exited at start")
+
+    def pids(self):
+        return [p.pid for p in self.procs]
+
+    def stop(self):
+        for p in self.procs:
+            stop_proc(p)
+        self.procs, self.ports = [], []
+
+    def subscribe_all(self):
+        pass         # the generator sends {"action": "subscribe"} on open
+
+    subscribe_action = TOPIC
+
+    def _notify(self, what):
+        return f"pg_notify('{self.channel}', json_build_object({what}, 'data', " \
+               f"json_build_object('t', {T_NOW}))::text)"
+
+    def sql_user(self, user_expr):
+        return "SELECT " + self._notify(f"'user', {user_expr}")
+
+    def sql_user_batch(self, n, users):
+        user = f"'user', 'u' || ((:base + k) % {users})"
+        return f"SELECT count({self._notify(user)}) FROM generate_series(1, {n}) k"
+
+    def sql_broadcast(self):
+        return "SELECT " + self._notify("'user', '*'")
+
+    def sql_topic(self):
+        return "SELECT " + self._notify(f"'topic', '{TOPIC}'")
+
+    def trigger_body(self):
+        return (f"PERFORM pg_notify('{self.channel}', json_build_object('user', NEW.aid::text, "
+                "'data', json_build_object('account', NEW.aid, 'delta', NEW.delta))::text);")
+
+
+def http_status(port, path):
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
+# --- the environment: one cluster, one database --------------------------------
+
+class Env:
+    def __init__(self):
+        self.cluster = Cluster()
+        self.cluster.init()
+        # realistic durability for the senders' commits, room for pgbench -c 32 and 6 bridges
+        with psycopg.connect(self.cluster.dsn("postgres"), autocommit=True) as c:
+            c.execute("ALTER SYSTEM SET fsync = on")
+            c.execute("ALTER SYSTEM SET max_connections = 200")
+            c.execute("ALTER SYSTEM SET shared_buffers = '256MB'")
+            c.execute("CREATE DATABASE bench")
+        self.cluster.restart()
+        self.dir = self.cluster.dir
+        self.sql("CREATE EXTENSION wsnotify")
+        self.sql("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")
+
+    def dsn(self, user="postgres"):
+        return self.cluster.dsn("bench", user)
+
+    def url(self):
+        return f"postgresql://postgres@127.0.0.1:{self.cluster.port}/bench"
+
+    def sql(self, q, *params):
+        with psycopg.connect(self.dsn(), autocommit=True) as c:
+            cur = c.execute(q, params or None)
+            return cur.fetchall() if cur.description else None
+
+    def pgbench(self, script, clients, seconds, rate=None, builtin=None, jobs=2):
+        """Run pgbench; return (tps, seconds)."""
+        args = [os.path.join(PGBIN, "pgbench"), "-n", "-T", str(seconds), "-c", str(clients),
+                "-j", str(min(jobs, clients)), "-h", "127.0.0.1", "-p", str(self.cluster.port),
+                "-U", "postgres", "bench"]
+        if rate:
+            args += ["-R", str(rate)]
+        if builtin:
+            args += ["-b", builtin]
+        else:
+            path = os.path.join(self.dir, "script.sql")
+            with open(path, "w") as f:
+                f.write(script + ";\n")
+            os.chmod(path, 0o644)
+            args += ["-f", path]
+        out = subprocess.run(args, capture_output=True, text=True)
+        for line in out.stdout.splitlines():
+            if line.startswith("tps = "):
+                return float(line.split()[2])
+        raise RuntimeError(f"pgbench failed: {out.stderr[-500:]}")
+
+    def destroy(self):
+        self.cluster.destroy()
+
+
+# --- scenarios -------------------------------------------------------------------
+
+def percent(a, b):
+    return 100.0 * a / b if b else None
+
+
+def idle(env, system, n, bridges=1):
+    """(1) + (2): open n idle connections; RSS per connection, connects per second."""
+    system.start(bridges)
+    pids = system.pids()
+    base = rss_kib(pids)
+    fleet = Fleet(system.ports, n, rss_probe=lambda: rss_kib(pids))
+    try:
+        c = fleet.wait_connected()
+        time.sleep(2)          # let the ping/keepalive state settle
+        c["rss_kib"] = rss_kib(pids)
+        c["rss_base_kib"] = base
+        c["rss_kib_per_conn"] = (c["rss_kib"] - base) / max(c["connected"], 1)
+        c["connect_cpu_s"] = cpu_seconds(pids)
+        c["curve"] = fleet.curve
+        c["bridges"] = bridges
+        log(f"  {system.name}: {c['connected']} idle connections on {bridges} process(es), "
+            f"{c['rss_kib_per_conn']:.2f} KiB each, {c['connects_per_s']:.0f} connects/s, "
+            f"failed {c['failed']} {c['fail_codes']}")
+        return c
+    finally:
+        fleet.stop()
+        system.stop()
+
+
+def wait_received(fleet, target, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline and fleet.received() < target:
+        time.sleep(0.05)
+    return fleet.received()
+
+
+def per_user(env, system, users, rates, seconds, batch_seconds):
+    """(3) per-user messages to `users` connected users (one loadgen process)."""
+    out = {"users": users}
+    system.start(1)
+    pids = system.pids()
+    fleet = Fleet(system.ports, users)
+    try:
+        fleet.wait_connected()
+        for rate in rates:
+            fleet.reset()
+            cpu0 = cpu_seconds(pids)
+            script = f"\\set uid random(0, {users - 1})\n" + system.sql_user("'u' || :uid")
+            tps = env.pgbench(script, clients=2 if rate else 8, seconds=seconds, rate=rate)
+            sent = tps * seconds
+            wait_received(fleet, sent * 0.999, 10)
+            cpu = cpu_seconds(pids) - cpu0
+            r = fleet.reports()[0]
+            key = f"rate_{rate}" if rate else "saturation"
+            out[key] = {"rate": rate, "tps": tps, "received": r["received"],
+                        "deliveries_per_s": r["received"] / seconds, "cpu_s": cpu,
+                        "deliveries_per_cpu_s": r["received"] / cpu if cpu else None,
+                        "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+                        "max_ms": r["max_us"] / 1000}
+            log(f"  {system.name} {users} users, {key}: {tps:.0f} msgs/s sent, "
+                f"p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms, "
+                f"{out[key]['deliveries_per_cpu_s'] or 0:.0f} per CPU-s")
+        # 1000 messages per transaction, as fast as two senders go
+        fleet.reset()
+        cpu0 = cpu_seconds(pids)
+        t0 = time.time()
+        script = f"\\set base random(0, {users - 1})\n" + system.sql_user_batch(1000, users)
+        tps = env.pgbench(script, clients=2, seconds=batch_seconds)
+        wait_received(fleet, tps * batch_seconds * 1000 * 0.999, 30)
+        elapsed = time.time() - t0
+        cpu = cpu_seconds(pids) - cpu0
+        r = fleet.reports()[0]
+        out["batch_1000"] = {"tx_per_s": tps, "received": r["received"],
+                             "deliveries_per_s": r["received"] / elapsed, "cpu_s": cpu,
+                             "deliveries_per_cpu_s": r["received"] / cpu if cpu else None,
+                             "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000}
+        log(f"  {system.name} {users} users, 1000/tx: {r['received'] / elapsed:.0f} deliveries/s, "
+            f"{out['batch_1000']['deliveries_per_cpu_s'] or 0:.0f} per CPU-s")
+        return out
+    finally:
+        fleet.stop()
+        system.stop()
+
+
+def fanout(env, system, n, rounds):
+    """(4) broadcast and topic to n connections: time to half and to all."""
+    out = {"connections": n}
+    system.start(1)
+    pids = system.pids()
+    fleet = Fleet(system.ports, n, subscribe=system.subscribe_action, expect=n)
+    try:
+        fleet.wait_connected()
+        system.subscribe_all()
+        time.sleep(0.5)
+        for kind, sql in (("broadcast", system.sql_broadcast()), ("topic", system.sql_topic())):
+            halves, alls, delivered, cpu = [], [], 0, 0.0
+            for _ in range(rounds):
+                fleet.reset()
+                cpu0 = cpu_seconds(pids)
+                before = fleet.received()
+                env.sql(sql)
+                got = wait_received(fleet, before + n, 30)
+                cpu += cpu_seconds(pids) - cpu0
+                r = fleet.reports()[0]
+                delivered += r["received"]
+                # arrival times come relative to the earliest "t" (the commit)
+                if got >= n and r.get("last_arrival_us") is not None:
+                    alls.append(r["last_arrival_us"] / 1000)
+                    if r.get("half_arrival_us") is not None:
+                        halves.append(r["half_arrival_us"] / 1000)
+            out[kind] = {"rounds": rounds, "delivered": delivered, "cpu_s": cpu,
+                         "deliveries_per_cpu_s": delivered / cpu if cpu else None,
+                         "half_ms": statistics.median(halves) if halves else None,
+                         "all_ms": statistics.median(alls) if alls else None,
+                         "complete_rounds": len(alls)}
+            log(f"  {system.name} {kind} to {n}: all in {out[kind]['all_ms']} ms (median), "
+                f"{out[kind]['deliveries_per_cpu_s'] or 0:.0f} per CPU-s")
+        return out
+    finally:
+        fleet.stop()
+        system.stop()
+
+
+def pgbench_cost(env, systems, clients_list, seconds):
+    """(5) tpcb-like with and without a trigger sending to the user of each row."""
+    env.sql("DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_history, "
+            "pgbench_tellers")
+    subprocess.run([os.path.join(PGBIN, "pgbench"), "-q", "-i", "-s", "10", "-h", "127.0.0.1",
+                    "-p", str(env.cluster.port), "-U", "postgres", "bench"],
+                   capture_output=True, check=True)
+    out = {}
+    for clients in clients_list:
+        row = {"plain": env.pgbench(None, clients, seconds, builtin="tpcb-like", jobs=2)}
+        for s in systems:
+            env.sql(f"CREATE FUNCTION bench_{s.name}() RETURNS trigger LANGUAGE plpgsql AS "
+                    f"$$ BEGIN {s.trigger_body()} RETURN NEW; END $$")
+            env.sql(f"CREATE TRIGGER bench_{s.name} AFTER INSERT ON pgbench_history "
+                    f"FOR EACH ROW EXECUTE FUNCTION bench_{s.name}()")
+            row[s.name] = env.pgbench(None, clients, seconds, builtin="tpcb-like", jobs=2)
+            env.sql(f"DROP TRIGGER bench_{s.name} ON pgbench_history")
+            env.sql(f"DROP FUNCTION bench_{s.name}()")
+        env.sql("TRUNCATE websocket_message")
+        out[clients] = row
+        log(f"  tpcb-like, {clients} clients: {row}")
+    # one message per transaction: send_ws against a bare pg_notify
+    bare = {}
+    for clients in clients_list:
+        bare[clients] = {
+            "send_ws": env.pgbench("SELECT send_ws('u1', '{\"x\": 1}')", clients, seconds),
+            "pg_notify": env.pgbench("SELECT pg_notify('bench', '{\"x\": 1}')", clients,
+                                     seconds)}
+        env.sql("TRUNCATE websocket_message")
+        log(f"  one message per transaction, {clients} clients: {bare[clients]}")
+    return {"tpcb": out, "single": bare}
+
+
+def physical(sockets, frames):
+    out = subprocess.run([PHYSICAL, "--sockets", str(sockets), "--frames", str(frames),
+                          "--sources", "4"], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"physical: {out.stderr[-300:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    log(f"  physical limit at {sockets} sockets: {r['writes_per_cpu_s']:.0f} writes per CPU-s")
+    return r
+
+
+# --- report --------------------------------------------------------------------
+
+def summarize(d, name):
+    s = d["systems"][name]
+    idle1 = s["idle"][0]
+    pu = s["per_user"][0]
+    fan = s["fanout"][-1]
+    tp = d["pgbench"]["tpcb"]
+    overhead = max(100.0 * (1 - row[name] / row["plain"]) for row in tp.values())
+    return {
+        "idle_connections": max(i["connected"] for i in s["idle"]),
+        "idle_rss_kib_per_conn": round(idle1["rss_kib_per_conn"], 2),
+        "connects_per_s": round(idle1["connects_per_s"]),
+        "deliveries_per_s": round(pu["batch_1000"]["deliveries_per_s"]),
+        "deliveries_per_cpu_s": round(pu["batch_1000"]["deliveries_per_cpu_s"] or 0),
+        "fanout_deliveries_per_cpu_s": round(min(
+            fan["broadcast"]["deliveries_per_cpu_s"] or 0,
+            fan["topic"]["deliveries_per_cpu_s"] or 0)),
+        "latency_p50_ms": round(pu["rate_500"]["p50_ms"], 3),
+        "latency_p99_ms": round(pu["rate_500"]["p99_ms"], 3),
+        "broadcast_connections": fan["connections"],
+        "broadcast_all_ms": fan["broadcast"]["all_ms"],
+        "trigger_overhead_pct": round(overhead, 1),
+    }
+
+
+def table(summary):
+    keys = [k for k in summary if k not in ("peer", "physical_writes_per_cpu_s", "extra")]
+    peer = summary.get("peer", {})
+    lines = ["| measure | wsnotify | Node.js peer | wsnotify / peer |", "|---|---|---|---|"]
+    for k in keys:
+        a, b = summary[k], peer.get(k)
+        ratio = f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) \
+            and b else ""
+        lines.append(f"| {k} | {a} | {b if b is not None else ''} | {ratio} |")
+    lines.append(f"| physical_writes_per_cpu_s | {summary['physical_writes_per_cpu_s']} | | |")
+    for k, v in summary.get("extra", {}).items():
+        lines.append(f"| {k} | {v} | | |")
+    return "\n".join(lines)
+
+
+def plots(d, outdir):
+    """Latency against rate, RSS against connections, deliveries per CPU-second."""
+    if not shutil.which("gnuplot"):
+        log("gnuplot not installed: no plots")
+        return []
+    tmp = tempfile.mkdtemp(prefix="wsnotify-plot-")
+    names = list(d["systems"])
+    made = []
+    # latency against rate (1,000 users)
+    for n in names:
+        pu = d["systems"][n]["per_user"][0]
+        with open(f"{tmp}/lat-{n}.dat", "w") as f:
+            for k, v in sorted(((k, v) for k, v in pu.items() if k.startswith("rate_")),
+                               key=lambda kv: kv[1]["rate"]):
+                f.write(f"{v['rate']} {v['p50_ms']} {v['p99_ms']}\n")
+    gp = ['set terminal pngcairo size 800,480', f"set output '{outdir}/latency.png'",
+          "set title 'commit-to-arrival latency, 1,000 users, one message per transaction'",
+          "set xlabel 'messages per second'", "set ylabel 'ms'", "set logscale y",
+          "set key left top", "plot " + ", ".join(
+              f"'{tmp}/lat-{n}.dat' using 1:{c} with linespoints title '{n} {p}'"
+              for n in names for c, p in ((2, "p50"), (3, "p99")))]
+    made.append(("latency.png", gp))
+    # RSS against connections
+    for n in names:
+        with open(f"{tmp}/rss-{n}.dat", "w") as f:
+            for conns, rss in d["systems"][n]["idle"][0]["curve"]:
+                f.write(f"{conns} {rss / 1024:.2f}\n")
+    gp2 = ['set terminal pngcairo size 800,480', f"set output '{outdir}/rss.png'",
+           "set title 'resident memory of the server process against idle connections'",
+           "set xlabel 'connections'", "set ylabel 'RSS, MiB'", "set key left top",
+           "plot " + ", ".join(f"'{tmp}/rss-{n}.dat' using 1:2 with lines lw 2 title '{n}'"
+                               for n in names)]
+    made.append(("rss.png", gp2))
+    # deliveries per CPU-second beside the physical limit
+    with open(f"{tmp}/cpu.dat", "w") as f:
+        f.write("scenario " + " ".join(names) + " physical\n")
+        phys = d["physical"][0]["writes_per_cpu_s"]
+        for label, get in (("per-user-1000/tx",
+                            lambda s: s["per_user"][0]["batch_1000"]["deliveries_per_cpu_s"]),
+                           ("broadcast", lambda s: s["fanout"][-1]["broadcast"]
+                            ["deliveries_per_cpu_s"]),
+                           ("topic", lambda s: s["fanout"][-1]["topic"]
+                            ["deliveries_per_cpu_s"])):
+            f.write(label + " " + " ".join(str(round(get(d["systems"][n]) or 0))
+                                           for n in names) + f" {round(phys)}\n")
+    gp3 = ['set terminal pngcairo size 800,480', f"set output '{outdir}/cpu.png'",
+           "set title 'deliveries per CPU-second of the server process'",
+           "set style data histograms", "set style fill solid 0.8 border -1",
+           "set yrange [0:*]", "set key left top", "set ylabel 'deliveries per CPU-second'",
+           f"plot for [i=2:{len(names) + 2}] '{tmp}/cpu.dat' using i:xtic(1) title columnheader"]
+    made.append(("cpu.png", gp3))
+    out = []
+    for name, script in made:
+        r = subprocess.run(["gnuplot"], input="\n".join(script) + "\n", text=True,
+                           capture_output=True)
+        if r.returncode == 0:
+            out.append(os.path.join(outdir, name))
+        else:
+            log(f"gnuplot {name}: {r.stderr.strip()[:300]}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+# --- main ----------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--full", action="store_true", help="the full run (about 15 minutes)")
+    ap.add_argument("--only", choices=["wsnotify", "node"], help="one system only")
+    args = ap.parse_args()
+    full = args.full
+    cfg = {
+        "idle": [(19000, 1), (100000, 6)] if full else [(5000, 1)],
+        "users": [1000, 10000] if full else [1000],
+        "rates": [500, 1000, 2000, 5000, None] if full else [500, 2000, None],
+        "seconds": 10 if full else 5,
+        "batch_seconds": 10 if full else 5,
+        "fanout": [1000, 19000] if full else [1000, 5000],
+        "rounds": 10 if full else 5,
+        "pgbench_clients": [8, 32],
+        "pgbench_seconds": 15 if full else 5,
+        "physical": [1000, 10000],
+    }
+    os.makedirs(RESULTS, exist_ok=True)
+    started = time.time()
+    env = Env()
+    systems = [WsnotifySystem(env), NodeSystem(env)]
+    if args.only:
+        systems = [s for s in systems if s.name == args.only]
+    d = {"mode": "full" if full else "quick", "config": cfg, "systems": {}}
+    try:
+        log("physical limit")
+        d["physical"] = [physical(n, 2_000_000 if full else 1_000_000) for n in cfg["physical"]]
+        for s in systems:
+            log(f"== {s.name}")
+            r = d["systems"][s.name] = {}
+            r["idle"] = [idle(env, s, n, b) for n, b in cfg["idle"]]
+            r["per_user"] = [per_user(env, s, u, cfg["rates"], cfg["seconds"],
+                                      cfg["batch_seconds"]) for u in cfg["users"]]
+            r["fanout"] = [fanout(env, s, n, cfg["rounds"]) for n in cfg["fanout"]]
+        log("== pgbench")
+        d["pgbench"] = pgbench_cost(env, systems, cfg["pgbench_clients"], cfg["pgbench_seconds"])
+    finally:
+        for s in systems:
+            s.stop() if s.procs else None
+        env.destroy()
+    d["seconds"] = round(time.time() - started)
+    summary = summarize(d, systems[0].name)
+    if len(systems) > 1:
+        summary["peer"] = summarize(d, systems[1].name)
+    summary["physical_writes_per_cpu_s"] = round(d["physical"][0]["writes_per_cpu_s"])
+    single = d["pgbench"]["single"]
+    summary["extra"] = {
+        "physical_writes_per_cpu_s_10000": round(d["physical"][-1]["writes_per_cpu_s"]),
+        "deliveries_per_cpu_s_pct_of_physical": round(percent(
+            summary["deliveries_per_cpu_s"], summary["physical_writes_per_cpu_s"]), 1),
+        "fanout_per_cpu_s_pct_of_physical": round(percent(
+            summary["fanout_deliveries_per_cpu_s"], summary["physical_writes_per_cpu_s"]), 1),
+        "send_ws_pct_of_pg_notify_tps": round(min(
+            percent(v["send_ws"], v["pg_notify"]) for v in single.values()), 1),
+    }
+    with open(os.path.join(RESULTS, "details.json"), "w") as f:
+        json.dump(d, f, indent=1)
+    with open(os.path.join(RESULTS, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    made = plots(d, RESULTS)
+    if full:
+        for p in made:
+            shutil.copy(p, os.path.join(ROOT, "docs", "img", "bench-" + os.path.basename(p)))
+    print(table(summary))
+    print(f"\n{d['mode']} run, {d['seconds']} s; bench/results/summary.json"
+          + (", plots: " + ", ".join(os.path.relpath(p, ROOT) for p in made) if made else ""))
+
+
+if __name__ == "__main__":
+    main()
