@@ -19,7 +19,8 @@ OBJS         = extension/wsnotify.o \
                extension/routes.o \
                extension/topics.o \
                extension/token.o \
-               extension/jwks.o
+               extension/jwks.o \
+               extension/seal.o
 DATA         = $(wildcard extension/wsnotify--*.sql)
 PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"
 

@@ -232,12 +232,12 @@ db_read(struct db *d)
 		db_lost(d, PQerrorMessage(d->conn));
 		return;
 	}
-	while ((n = PQnotifies(d->conn))) {
-		metrics.notifications++;
-		if (d->main)
-			deliver_on_notify(n->extra);
-		PQfreemem(n);
-	}
+	/*
+	 * Results before notifications: the server sends a notification after
+	 * the results of the transaction it arrived during, and a message
+	 * delivered from a NOTIFY payload must find the connections that
+	 * transaction registered (wsnotify_connect) already in the registry.
+	 */
 	while (d->state == DB_READY && d->inflight && !PQisBusy(d->conn)) {
 		PGresult *r = PQgetResult(d->conn);
 
@@ -249,6 +249,12 @@ db_read(struct db *d)
 			PQclear(r);
 		else
 			d->result = r;
+	}
+	while (d->state == DB_READY && (n = PQnotifies(d->conn))) {
+		metrics.notifications++;
+		if (d->main)
+			deliver_on_notify(n->extra);
+		PQfreemem(n);
 	}
 	if (d->state == DB_READY && PQstatus(d->conn) == CONNECTION_BAD)
 		db_lost(d, PQerrorMessage(d->conn));

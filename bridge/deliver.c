@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "raw.h"
 #include "registry.h"
+#include "seal.h"
 
 static int64_t cursor;			/* everything up to here is seen */
 static int64_t notified;		/* highest id announced by NOTIFY */
@@ -64,9 +65,9 @@ deliver_all(struct payload *p, int64_t id)
 
 /* A close row: {"code": n, "reason": s} for one connection. */
 static void
-deliver_close(struct conn *c, const char *body)
+deliver_close(struct conn *c, const char *body, size_t body_len)
 {
-	json_t *j = json_loads(body, 0, NULL);
+	json_t *j = json_loadb(body, body_len, 0, NULL);
 	json_t *code = j ? json_object_get(j, "code") : NULL;
 	json_t *reason = j ? json_object_get(j, "reason") : NULL;
 	int n = json_is_integer(code) ? (int) json_integer_value(code) : 1000;
@@ -95,22 +96,21 @@ deliver_topic(struct payload *p, int64_t id, const char *connections)
 	json_decref(list);
 }
 
-/* Dispatch one fetched row by kind (binary: body is base64). */
+/* Dispatch one row by kind (binary: body is base64). */
 static void
-deliver_row(int64_t id, char kind, const char *target, const char *body,
+deliver_row(int64_t id, char kind, const char *target, const char *body, size_t body_len,
 	    const char *connections, bool binary)
 {
 	struct payload *p;
 	struct conn *c;
 
-	metrics.rows_fetched++;
 	if (kind == 'x') {
 		c = target ? registry_find(target) : NULL;
 		if (c && id > c->start_id)
-			deliver_close(c, body);
+			deliver_close(c, body, body_len);
 		return;
 	}
-	p = binary ? payload_new_base64(body, strlen(body)) : payload_new(body, strlen(body));
+	p = binary ? payload_new_base64(body, body_len) : payload_new(body, body_len);
 	if (!p) {
 		log_error("message %" PRId64 ": binary body is not base64, skipped", id);
 		return;
@@ -156,8 +156,10 @@ deliver_fetch_done(PGresult *res, void *arg)
 				cursor = id;
 			continue;
 		}
+		metrics.rows_fetched++;
 		deliver_row(id, kind, PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
-			    PQgetvalue(res, i, 3), PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
+			    PQgetvalue(res, i, 3), (size_t) PQgetlength(res, i, 3),
+			    PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
 			    PQgetvalue(res, i, 5)[0] == 't');
 	}
 	if (notify_ms && rows > 1) {
@@ -194,12 +196,119 @@ deliver_fetch(void)
 	}
 }
 
+/*
+ * One message of an inline NOTIFY payload, "<kind> <target bytes> <body
+ * bytes>\n<target><body>" at *at: its parts, and *at moved past it.  False
+ * when it does not parse or runs past end.
+ */
+static bool
+deliver_inline_next(const char **at, const char *end, char *kind, const char **target,
+		    size_t *target_len, const char **body, size_t *body_len)
+{
+	const char *s = *at;
+	char *next;
+	unsigned long long tl, bl;
+
+	if (end - s < 6 || s[1] != ' ')
+		return false;
+	*kind = s[0];
+	if (!strchr("ubcx", *kind))
+		return false;
+	tl = strtoull(s + 2, &next, 10);
+	if (*next != ' ')
+		return false;
+	bl = strtoull(next + 1, &next, 10);
+	if (*next != '\n' || next + 1 > end || tl > (size_t) (end - next - 1) ||
+	    bl > (size_t) (end - next - 1) - tl)
+		return false;
+	*target = next + 1;
+	*target_len = tl;
+	*body = next + 1 + tl;
+	*body_len = bl;
+	*at = *body + bl;
+	return true;
+}
+
+/*
+ * Deliver the messages a NOTIFY carries (extension/send.c seals them into
+ * "<last id> <first id> <sealed>" when a transaction's messages are small)
+ * without fetching them: only when they follow the cursor with nothing in
+ * between and no fetch is in flight, so that order and exactly-once hold as
+ * they do for fetched rows.  False (and nothing delivered) when the payload
+ * is a bare id, does not open with the key, or does not qualify.
+ */
+static bool
+deliver_inline(const char *payload, int64_t last)
+{
+	const char *first_at = strchr(payload, ' ');
+	const char *sealed_at, *at, *end, *target, *body;
+	size_t target_len, body_len, plain_len;
+	char kind, *next, *plain;
+	int64_t first, id;
+	int count = 0;
+
+	if (!first_at || !started || fetch_inflight || fetch_again)
+		return false;
+	first = strtoll(first_at + 1, &next, 10);
+	if (*next != ' ' || first != cursor + 1 || last < first)
+		return false;
+	sealed_at = next + 1;
+	if (!seal_open(payload, (size_t) (next - payload), sealed_at, strlen(sealed_at),
+		       &plain, &plain_len)) {
+		metrics.inline_rejected++;
+		return false;
+	}
+	end = plain + plain_len;
+	/* check all of it first: a payload is delivered whole or not at all */
+	for (at = plain; at < end; count++)
+		if (!deliver_inline_next(&at, end, &kind, &target, &target_len, &body, &body_len))
+			break;
+	if (at != end || count != last - first + 1) {
+		free(plain);
+		metrics.inline_rejected++;
+		return false;
+	}
+	for (at = plain, id = first; at < end; id++) {
+		char *who;
+
+		deliver_inline_next(&at, end, &kind, &target, &target_len, &body, &body_len);
+		who = kind == 'b' ? NULL : strndup(target, target_len);
+		deliver_row(id, kind, who, body, body_len, NULL, false);
+		free(who);
+	}
+	free(plain);
+	cursor = last;
+	if (last > notified)
+		notified = last;
+	metrics.rows_inline += (uint64_t) count;
+	return true;
+}
+
+/* Answer of wsnotify_inline_key(): without it every message is fetched. */
+static void
+deliver_key_done(PGresult *res, void *arg)
+{
+	(void) arg;
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+	    !seal_set_key(PQgetvalue(res, 0, 0))) {
+		char msg[256];
+
+		db_errmsg(res, msg, sizeof(msg));
+		log_warn("no key for inline NOTIFY payloads (%s): every message will be fetched",
+			 msg[0] ? msg : "malformed key");
+	}
+}
+
 /* A NOTIFY wsnotify arrived. */
 void
 deliver_on_notify(const char *payload)
 {
 	int64_t id = payload ? strtoll(payload, NULL, 10) : 0;
 
+	if (payload && deliver_inline(payload, id))
+		return;
 	if (id > notified)
 		notified = id;
 	if (!notify_ms)
@@ -299,6 +408,8 @@ deliver_on_ready(bool first)
 
 	(void) first;
 	fetch_inflight = false;
+	seal_forget_key();
+	db_query("SELECT wsnotify_inline_key()", 0, NULL, deliver_key_done, NULL, 0);
 	db_query("LISTEN wsnotify", 0, NULL, deliver_listen_done, NULL, 0);
 	if (!started) {
 		db_query("SELECT reaped, last_id FROM wsnotify_bridge_start($1)", 1, p1,

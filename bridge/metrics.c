@@ -89,6 +89,11 @@ metrics_render(size_t *len)
 	C("notifications_total", "NOTIFY wsnotify received.", metrics.notifications);
 	C("fetches_total", "wsnotify_fetch calls.", metrics.fetches);
 	C("rows_fetched_total", "Outbox rows fetched for this bridge.", metrics.rows_fetched);
+	C("rows_inline_total", "Messages delivered from a NOTIFY payload, without a fetch.",
+	  metrics.rows_inline);
+	C("inline_rejected_total",
+	  "NOTIFY payloads that did not open with the inline key or did not parse (then fetched).",
+	  metrics.inline_rejected);
 	C("ping_timeouts_total", "Clients closed for not answering a ping.", metrics.pings_timed_out);
 	C("client_frames_in_total", "Messages received from clients.", metrics.client_frames_in);
 	C("handler_calls_total", "Route handler calls (wsnotify_invoke).", metrics.handler_calls);

@@ -263,6 +263,14 @@ tls_listen(struct lws_context *ctx)
 	/* lws 4.1 enables TLS on a vhost only when its own options ask for it */
 	info.options = LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG |
 		       LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	/*
+	 * Given an IPv4 address, lws 4.1 still makes an IPv6 socket and binds
+	 * it to [::] (the address lands in sin6_flowinfo): every interface,
+	 * not the one configured, and EADDRINUSE whenever any socket of the
+	 * machine holds that port number.  Only IPv4 when the host is IPv4.
+	 */
+	if (host[0] && !strchr(host, ':'))
+		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
 	info.alpn = "http/1.1";	/* the gate speaks HTTP/1.1 only */
 	info.listen_accept_role = "raw-skt";
 	info.listen_accept_protocol = "wsnotify-tls";

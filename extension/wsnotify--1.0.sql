@@ -83,6 +83,25 @@ CREATE TABLE @extschema@.websocket_purge_state (
 INSERT INTO @extschema@.websocket_purge_state VALUES (0);
 REVOKE ALL ON @extschema@.websocket_purge_state FROM PUBLIC;
 
+-- The key that seals small messages carried in NOTIFY payloads (seal.c,
+-- docs/design.md): any role may LISTEN to any channel, so only the owner and
+-- the bridges (wsnotify_inline_key) may read it.  Two version-4 UUIDs give
+-- 244 bits from pg_strong_random.
+CREATE TABLE @extschema@.websocket_inline_key (
+    key bytea NOT NULL CHECK (length(key) = 32)
+);
+INSERT INTO @extschema@.websocket_inline_key
+SELECT decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex');
+REVOKE ALL ON @extschema@.websocket_inline_key FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.wsnotify_inline_key()
+RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT k.key FROM @extschema@.websocket_inline_key k $$;
+REVOKE ALL ON FUNCTION @extschema@.wsnotify_inline_key() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.wsnotify_inline_key() TO wsnotify_bridge;
+
 -- Topic subscriptions; they go with their connection's row.
 CREATE TABLE @extschema@.websocket_subscription (
     connection_id text NOT NULL

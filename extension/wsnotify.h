@@ -63,4 +63,8 @@ extern Jsonb *TokenVerifyWithKey(const char *token, const char *key,
 								 const char *algorithm);
 extern bool TokenAlgorithmListIsValid(const char *list, char **bad_name);
 
+/* seal.c: inline NOTIFY payloads, sealed with AES-256-GCM */
+extern void SealPrepare(Oid namespace);
+extern bool SealAppend(StringInfo out, const char *plain, int plain_len);
+
 #endif							/* WSNOTIFY_H */

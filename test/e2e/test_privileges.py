@@ -38,3 +38,52 @@ def test_the_bridge_role_cannot_read_the_jwt_secret(db):
     with psycopg.connect(db.bridge_dsn, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT current_setting('wsnotify.jwt_secret')")
+
+
+# --- inline NOTIFY payloads: sealed, so LISTEN reads nothing and NOTIFY forges nothing ---
+
+def app_role(db, name="app_user"):
+    db.sql(f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') "
+           f"THEN CREATE ROLE {name} LOGIN; END IF; END $$")
+    db.sql(f"GRANT EXECUTE ON FUNCTION send_ws(text, jsonb) TO {name}")
+    return psycopg.connect(db.cluster.dsn(db.name, name), autocommit=True)
+
+
+def test_a_role_listening_on_the_channel_reads_no_message_body(db):
+    with app_role(db) as spy:
+        notes = []
+        spy.add_notify_handler(notes.append)
+        spy.execute("LISTEN wsnotify")
+        db.sql("SELECT send_ws('alice', '{\"secret\": \"s3cr3t-value\"}')")
+        wait_for(lambda: spy.execute("SELECT 1") and notes, what="the notification")
+        assert len(notes) == 1
+        payload = notes[0].payload
+        last, first, sealed = payload.split(" ")       # the inline form, sealed
+        assert int(last) == int(first)
+        assert "s3cr3t" not in payload and "alice" not in payload
+        for stmt in ("SELECT * FROM websocket_inline_key", "SELECT wsnotify_inline_key()"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                spy.execute(stmt)
+
+
+def test_a_forged_notify_delivers_nothing_and_the_next_message_still_arrives(bridge, db):
+    import asyncio
+    from conftest import connect, expect_silence, recv_json, run
+
+    async def go():
+        ws = await connect(bridge, "alice")
+        db.sql("SELECT send_ws('alice', '{\"n\": 1}')")
+        assert await recv_json(ws) == {"n": 1}
+        nxt = db.sql("SELECT max(id) + 1 FROM websocket_message")[0][0]
+        body = '{"forged": true}'
+        clear = f"{nxt} {nxt}\nu 5 {len(body)}\nalice{body}"
+        with app_role(db) as mallory:
+            mallory.execute("SELECT pg_notify('wsnotify', %s)", (clear,))
+            mallory.execute("SELECT pg_notify('wsnotify', %s)",
+                            (f"{nxt} {nxt} " + "QUJD" * 20,))
+        await expect_silence(ws, 0.5)
+        db.sql("SELECT send_ws('alice', '{\"n\": 2}')")
+        assert await recv_json(ws) == {"n": 2}
+        await ws.close()
+    run(go())
+    assert bridge.metrics()["wsnotify_inline_rejected_total"] >= 1

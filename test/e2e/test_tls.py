@@ -57,3 +57,14 @@ def test_tls_with_an_unreadable_key_is_fatal(bridges, cert, tmp_path):
     b.start(wait=False)
     assert b.wait(10) != 0
     assert "cannot listen with TLS" in b.log()
+
+
+def test_tls_listens_on_the_configured_address_only(bridges, cert):
+    """lws 4.1 bound an IPv4 --listen address to [::] (every interface)."""
+    import socket
+    crt, key, ctx = cert
+    b = bridges(args=["--tls-cert-file", crt, "--tls-key-file", key], start=False)
+    b.start(wait=False)
+    wait_for(lambda: https_get(b.port, "/healthz", ctx)[0] == 200, what="https healthz")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", b.port), timeout=2).close()

@@ -1,0 +1,97 @@
+/*
+ * seal.c: open inline NOTIFY payloads sealed by the extension (AES-256-GCM,
+ * extension/seal.c).  Any database role can NOTIFY on the bridges' channel:
+ * what does not open with the key is ignored and the bridge fetches, so a
+ * forged payload costs one fetch and delivers nothing.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "registry.h"
+#include "seal.h"
+
+#define SEAL_IV_LEN 12
+#define SEAL_TAG_LEN 16
+
+static unsigned char key[SEAL_KEY_LEN];
+static bool have_key;
+
+static int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool
+seal_set_key(const char *hex)
+{
+	have_key = false;
+	if (!hex || strncmp(hex, "\\x", 2) != 0 || strlen(hex) != 2 + 2 * SEAL_KEY_LEN)
+		return false;
+	for (int i = 0; i < SEAL_KEY_LEN; i++) {
+		int hi = hex_value(hex[2 + 2 * i]), lo = hex_value(hex[3 + 2 * i]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		key[i] = (unsigned char) (hi << 4 | lo);
+	}
+	have_key = true;
+	return true;
+}
+
+void
+seal_forget_key(void)
+{
+	OPENSSL_cleanse(key, sizeof(key));
+	have_key = false;
+}
+
+bool
+seal_open(const char *aad, size_t aad_len, const char *b64, size_t b64_len,
+	  char **plain, size_t *plain_len)
+{
+	struct payload *sealed;
+	EVP_CIPHER_CTX *ctx;
+	char *out;
+	int len, n;
+	bool ok;
+
+	if (!have_key || !(sealed = payload_new_base64(b64, b64_len)))
+		return false;
+	if (sealed->len < SEAL_IV_LEN + SEAL_TAG_LEN) {
+		payload_unref(sealed);
+		return false;
+	}
+	n = (int) (sealed->len - SEAL_IV_LEN - SEAL_TAG_LEN);
+	out = malloc((size_t) n + 1);
+	ctx = EVP_CIPHER_CTX_new();
+	ok = out && ctx &&
+		EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SEAL_IV_LEN, NULL) == 1 &&
+		EVP_DecryptInit_ex(ctx, NULL, NULL, key, (unsigned char *) sealed->data) == 1 &&
+		EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *) aad, (int) aad_len) == 1 &&
+		EVP_DecryptUpdate(ctx, (unsigned char *) out, &len,
+				  (unsigned char *) sealed->data + SEAL_IV_LEN, n) == 1 &&
+		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN,
+				    sealed->data + SEAL_IV_LEN + n) == 1 &&
+		EVP_DecryptFinal_ex(ctx, (unsigned char *) out + len, &len) == 1;
+	EVP_CIPHER_CTX_free(ctx);
+	payload_unref(sealed);
+	if (!ok) {
+		free(out);
+		return false;
+	}
+	out[n] = '\0';
+	*plain = out;
+	*plain_len = (size_t) n;
+	return true;
+}
