@@ -182,7 +182,7 @@ class Fleet:
     PER_PROC = 18000
 
     def __init__(self, ports, conns, users=None, path="/", subscribe=None, sources=8,
-                 rss_probe=None, expect=None):
+                 rss_probe=None, expect=None, concurrency=128):
         self.gens = []
         users = users or conns
         left, offset = conns, 0
@@ -190,7 +190,7 @@ class Fleet:
             n = min(left, self.PER_PROC)
             # users are consecutive across processes: u0 .. u(users-1)
             self.gens.append(Loadgen(ports, n, min(users, n), offset % users, sources, path,
-                                     subscribe, expect=expect))
+                                     subscribe, concurrency, expect=expect))
             left -= n
             offset += n
         self.conns = conns
@@ -727,7 +727,9 @@ def main():
     systems = [WsnotifySystem(env), NodeSystem(env)]
     if args.only:
         systems = [s for s in systems if s.name == args.only]
-    d = {"mode": "full" if full else "quick", "config": cfg, "systems": {}}
+    d = {"mode": "full" if full else "quick", "config": cfg, "systems": {},
+         "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
+                     "kernel": os.uname().release}}
     try:
         log("physical limit")
         d["physical"] = [physical(n, 2_000_000 if full else 1_000_000) for n in cfg["physical"]]
