@@ -44,7 +44,7 @@ ws_on_established(struct lws *wsi, struct conn *c)
 {
 	c->wsi = wsi;
 	c->state = CONN_OPEN;
-	c->last_rx_ms = c->last_tx_ms = c->opened_ms = now_ms();
+	c->last_rx_ms = c->last_tx_ms = now_ms();
 	metrics.connections_accepted++;
 	log_info("connection %s open (user %s)", c->id, c->user_id);
 	if (c->closing || c->head)
