@@ -8,7 +8,7 @@ Starts a throwaway cluster (as in test/e2e) and one bridge, then measures:
   3. the bridge's resident memory per idle connection at N connections
      (clients spread over several processes, source addresses 127.0.0.x).
 
-Usage: /usr/bin/python3 bench/bridge_quick.py [--idle 10000] [--procs 4]
+Usage: /usr/bin/python3 bench/bridge_quick.py [--idle 10000] [--procs 4] [--only idle]
 """
 import argparse
 import asyncio
@@ -142,6 +142,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--only", choices=("connect", "delivery", "idle"),
+                    help="run one of the three measurements")
     args = ap.parse_args()
     cluster = Cluster()
     cluster.init()
@@ -157,8 +159,13 @@ def main():
         b.args.remove("-v")
         b.start()
         try:
-            print(f"connections/s (each with wsnotify_connect): {bench_connect_rate(b):.0f}", flush=True)
-            d = bench_delivery(b, db)
+            if args.only in (None, "connect"):
+                print(f"connections/s (each with wsnotify_connect): {bench_connect_rate(b):.0f}",
+                      flush=True)
+            if args.only in (None, "delivery"):
+                bench_delivery(b, db)
+            if args.only not in (None, "idle"):
+                return
             opened, base, after, per, dt, m = bench_idle(b, args.idle, args.procs)
             print(f"idle connections: {opened} opened in {dt:.1f}s "
                   f"(bridge says {m.get('wsnotify_connections', 0):.0f})")

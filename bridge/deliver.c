@@ -381,10 +381,14 @@ deliver_connections_json(void)
 
 	HASH_ITER(hh, registry_all(), c, tmp) {
 		json_t *o = json_object();
+		char stamp[40];
+		struct tm tm;
 
+		gmtime_r(&c->connected_at, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		json_object_set_new(o, "connection_id", json_string(c->id));
 		json_object_set_new(o, "user_id", json_string(c->user_id));
-		json_object_set_new(o, "connected_at", json_string(c->connected_at));
+		json_object_set_new(o, "connected_at", json_string(stamp));
 		if (c->remote_addr)
 			json_object_set_new(o, "remote_addr", json_string(c->remote_addr));
 		if (c->user_agent)

@@ -47,11 +47,18 @@ struct gate {
 	bool envelope;			/* asked for wsnotify.v1 */
 	bool resume;			/* with ?since= */
 	char since[24];
-	char topics[4096];		/* ?topics=, comma-separated; "" when none */
 	int retry_after;		/* seconds, for a 429 */
 };
 
 static struct gate *gates;
+
+/*
+ * First size of a request head's buffer, grown up to max_header_size: an
+ * upgrade with a token in its query fits, and the buffers of many
+ * handshakes at once leave less of the heap in holes between the
+ * connections that stay.
+ */
+#define GATE_HEAD_START 1024
 
 static void gate_replay(struct conn *c, const char *since);
 static int gates_waiting;
@@ -519,6 +526,7 @@ static void
 gate_upgrade(struct gate *g, struct request *r)
 {
 	char token[4096] = "";
+	char topics[4096] = "";		/* ?topics=, comma-separated */
 	const char *params[6];
 
 	if (main_draining()) {
@@ -568,8 +576,8 @@ gate_upgrade(struct gate *g, struct request *r)
 	}
 	if (g->envelope && gate_since(r->target, g->since, sizeof(g->since)))
 		g->resume = true;
-	if (request_query_param(r->target, "topics", g->topics, sizeof(g->topics)) &&
-	    strlen(g->topics) == sizeof(g->topics) - 1) {
+	if (request_query_param(r->target, "topics", topics, sizeof(topics)) &&
+	    strlen(topics) == sizeof(topics) - 1) {
 		gate_refuse(g, 400, AUTH_BAD_REQUEST, "too many topics");
 		gate_done(g);
 		return;
@@ -595,7 +603,7 @@ gate_upgrade(struct gate *g, struct request *r)
 	params[2] = token;
 	params[3] = g->remote;
 	params[4] = g->user_agent[0] ? g->user_agent : NULL;
-	params[5] = g->topics[0] ? g->topics : NULL;
+	params[5] = topics[0] ? topics : NULL;
 	if (!db_query("SELECT user_id, claims::text, extract(epoch FROM expires_at), last_id, "
 		      "welcome::text, refused_topics::text "
 		      "FROM wsnotify_connect($1, $2, $3, $4, $5, string_to_array($6, ','))",
@@ -639,14 +647,27 @@ gate_read(struct gate *g)
 		ssize_t n;
 
 		if (g->len + 1 >= g->cap) {
+			size_t max = (size_t) cf_max_header_size + 1;
+			size_t cap = g->cap * 2 < max ? g->cap * 2 : max;
+			char *buf;
+
 			if (g->waiting) {
 				/* nothing may follow the head before 101: stop reading */
 				lws_rx_flow_control(g->wsi, 0);
 				return 0;
 			}
-			gate_refuse(g, 431, AUTH_BAD_REQUEST, "request header too large");
-			gate_done(g);
-			return 0;
+			if (g->cap >= max) {
+				gate_refuse(g, 431, AUTH_BAD_REQUEST, "request header too large");
+				gate_done(g);
+				return 0;
+			}
+			if (!(buf = realloc(g->buf, cap))) {
+				log_error("request from %s: no memory for a %zu-byte head", g->remote, cap);
+				gate_done(g);
+				return 0;
+			}
+			g->buf = buf;
+			g->cap = cap;
 		}
 		n = read(g->fd, g->buf + g->len, g->cap - g->len - 1);
 		if (n == 0) {
@@ -689,7 +710,8 @@ gate_accept_fd(int fd, const char *remote)
 
 	snprintf(g->remote, sizeof(g->remote), "%s", remote);
 	g->fd = fd;
-	g->cap = (size_t) cf_max_header_size + 1;
+	g->cap = (size_t) cf_max_header_size + 1 < GATE_HEAD_START ?
+		(size_t) cf_max_header_size + 1 : GATE_HEAD_START;
 	g->buf = malloc(g->cap);
 	g->buf[0] = '\0';
 	g->started_ms = now_ms();

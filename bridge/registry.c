@@ -27,11 +27,18 @@ now_ms(void)
 	return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
 }
 
-/* strdup that maps NULL to NULL. */
-static char *
-dup_or_null(const char *s)
+/* Copy s (or nothing) to *at, set *field to the copy, advance *at. */
+static void
+conn_text(char **at, const char **field, const char *s)
 {
-	return s ? strdup(s) : NULL;
+	size_t l;
+
+	if (!s)
+		return;
+	l = strlen(s) + 1;
+	memcpy(*at, s, l);
+	*field = *at;
+	*at += l;
 }
 
 /* Create and index a connection. */
@@ -40,33 +47,34 @@ registry_add(const char *id, const char *user_id, const char *claims,
 	     const char *remote_addr, const char *user_agent, int64_t start_id,
 	     double expires_at)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	size_t text = (claims ? strlen(claims) + 1 : 0) +
+		(remote_addr ? strlen(remote_addr) + 1 : 0) +
+		(user_agent ? strlen(user_agent) + 1 : 0);
+	struct conn *c = calloc(1, sizeof(*c) + text);
 	struct user_entry *u;
-	char stamp[40];
-	time_t t = time(NULL);
-	struct tm tm;
+	char *at = c->text;
 
 	c->magic = CONN_MAGIC;
 	snprintf(c->id, sizeof(c->id), "%s", id);
-	c->user_id = strdup(user_id);
-	c->claims = dup_or_null(claims);
-	c->remote_addr = dup_or_null(remote_addr);
-	c->user_agent = dup_or_null(user_agent);
-	gmtime_r(&t, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	c->connected_at = strdup(stamp);
+	conn_text(&at, &c->claims, claims);
+	conn_text(&at, &c->remote_addr, remote_addr);
+	conn_text(&at, &c->user_agent, user_agent);
+	c->connected_at = time(NULL);
 	c->start_id = start_id;
 	c->expires_at = expires_at;
 	c->state = CONN_PENDING;
-	c->last_rx_ms = c->last_tx_ms = c->opened_ms = now_ms();
+	c->last_rx_ms = c->last_tx_ms = now_ms();
 	HASH_ADD_STR(conns_by_id, id, c);
 	HASH_FIND_STR(users, user_id, u);
 	if (!u) {
-		u = calloc(1, sizeof(*u));
-		u->user_id = strdup(user_id);
-		HASH_ADD_KEYPTR(hh, users, u->user_id, strlen(u->user_id), u);
+		size_t l = strlen(user_id);
+
+		u = calloc(1, sizeof(*u) + l + 1);
+		memcpy(u->user_id, user_id, l);
+		HASH_ADD_KEYPTR(hh, users, u->user_id, l, u);
 	}
 	c->user = u;
+	c->user_id = u->user_id;
 	DL_APPEND2(u->conns, c, uprev, unext);
 	return c;
 }
@@ -113,7 +121,6 @@ registry_remove(struct conn *c)
 	DL_DELETE2(u->conns, c, uprev, unext);
 	if (!u->conns) {
 		HASH_DEL(users, u);
-		free(u->user_id);
 		free(u);
 	}
 	while (c->req_head) {
@@ -125,11 +132,6 @@ registry_remove(struct conn *c)
 		free(r);
 	}
 	free(c->rx_buf);
-	free(c->user_id);
-	free(c->claims);
-	free(c->remote_addr);
-	free(c->user_agent);
-	free(c->connected_at);
 	c->magic = 0;
 	free(c);
 }
@@ -436,7 +438,7 @@ conn_close(struct conn *c, int code, const char *reason)
 	conn_clear_queue(c);
 	c->closing = true;
 	c->close_code = code;
-	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason ? reason : "");
+	c->close_reason = reason ? reason : "";
 	conn_want_write(c);
 }
 

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <uthash.h>
 
@@ -52,28 +53,28 @@ enum conn_state { CONN_PENDING, CONN_OPEN };
 struct conn {
 	uint32_t magic;			/* CONN_MAGIC: tells a conn from a raw_tag */
 	char id[40];
-	char *user_id;
-	char *claims;
-	char *remote_addr;
-	char *user_agent;
-	char *connected_at;
+	const char *user_id;		/* the user entry's copy */
+	const char *claims;		/* these three point into text[], or are NULL */
+	const char *remote_addr;
+	const char *user_agent;
+	time_t connected_at;
 	int64_t start_id;		/* deliver only ids above this */
 	double expires_at;		/* epoch seconds; 0 = none */
 	struct lws *wsi;		/* NULL until established */
 	enum conn_state state;
+	int close_code;
 	struct out_item *head, *tail;
 	size_t queued;			/* unsent bytes */
 	size_t head_off;		/* bytes of head already written */
-	bool closing;			/* close requested: no more messages */
-	int close_code;
-	char close_reason[124];
-	uint64_t last_rx_ms, last_tx_ms, ping_sent_ms, opened_ms;
+	const char *close_reason;	/* a string literal: see conn_close */
+	uint64_t last_rx_ms, last_tx_ms, ping_sent_ms;
 	bool ping_due, ping_outstanding;
 	bool claimed;
 	bool envelope;			/* wsnotify.v1: {"id": cursor, "data": message} */
 	bool holding;			/* replay in flight: live messages wait in held */
-	struct out_item *held, *held_tail;			/* bound to the lws wsi that upgrades */
+	bool closing;			/* close requested: no more messages */
 	bool rx_binary;			/* the client message being gathered is binary */
+	struct out_item *held, *held_tail;			/* bound to the lws wsi that upgrades */
 	size_t rx_len;			/* bytes of the client message so far */
 	char *rx_buf;			/* the client message so far */
 	size_t rx_cap;
@@ -85,12 +86,18 @@ struct conn {
 	UT_hash_handle hh;
 	struct conn *unext, *uprev;
 	struct user_entry *user;
+	/*
+	 * claims, remote_addr and user_agent, kept only for wsnotify_restore:
+	 * one allocation with the conn rather than one each (idle connections
+	 * are what a bridge holds most of).
+	 */
+	char text[];
 };
 
 struct user_entry {
-	char *user_id;
 	struct conn *conns;
 	UT_hash_handle hh;
+	char user_id[];
 };
 
 /* Monotonic milliseconds. */
@@ -129,7 +136,7 @@ void conn_enqueue_text(struct conn *c, const char *text);
 void conn_release(struct conn *c);
 /* Queue a close after the messages already queued. */
 void conn_enqueue_close(struct conn *c, int code, const char *reason);
-/* Close now: drop the queue, send code+reason. */
+/* Close now: drop the queue, send code+reason (a string literal: it is not copied). */
 void conn_close(struct conn *c, int code, const char *reason);
 /* Pop the head of the queue. */
 void conn_pop(struct conn *c);

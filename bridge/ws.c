@@ -44,7 +44,7 @@ ws_on_established(struct lws *wsi, struct conn *c)
 {
 	c->wsi = wsi;
 	c->state = CONN_OPEN;
-	c->last_rx_ms = c->last_tx_ms = c->opened_ms = now_ms();
+	c->last_rx_ms = c->last_tx_ms = now_ms();
 	metrics.connections_accepted++;
 	log_info("connection %s open (user %s)", c->id, c->user_id);
 	if (c->closing || c->head)
@@ -148,12 +148,15 @@ ws_on_receive(struct lws *wsi, struct conn *c, const void *in, size_t len)
 			route_on_binary(c, c->rx_buf, c->rx_len);
 		else
 			route_on_message(c, c->rx_buf, c->rx_len);
+		/*
+		 * Routing copied the message.  Most clients send a message or two
+		 * (a subscribe) and then only listen: an idle connection keeps no
+		 * buffer.
+		 */
 		c->rx_len = 0;
-		if (c->rx_cap > 65536) {	/* do not keep a big buffer per idle connection */
-			free(c->rx_buf);
-			c->rx_buf = NULL;
-			c->rx_cap = 0;
-		}
+		free(c->rx_buf);
+		c->rx_buf = NULL;
+		c->rx_cap = 0;
 	}
 	return 0;
 }

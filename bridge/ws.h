@@ -15,7 +15,15 @@
 #include <libwebsockets.h>
 
 #define WS_TX_CHUNK (64 * 1024)
-#define WS_RX_BUFFER (64 * 1024)
+/*
+ * The protocols' rx_buffer_size.  lws 4.1 mallocs it (plus LWS_PRE) for
+ * every connection when it is established and keeps it until the close, so
+ * it is paid by every idle connection.  A longer frame reaches
+ * LWS_CALLBACK_RECEIVE in pieces of this size, which ws_on_receive gathers
+ * anyway.  A control frame must fit in one piece (lws would answer a ping
+ * or read a close in several parts): its payload is at most 125 bytes.
+ */
+#define WS_RX_BUFFER 128
 
 /* The protocol callback for "wsnotify", "wsnotify.v1" and plain HTTP. */
 int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
