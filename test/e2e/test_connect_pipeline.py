@@ -16,8 +16,12 @@ def bad_token(user):
 
 
 async def upgrade(port, tok):
-    """One upgrade by hand: (status, writer); the writer keeps a 101 open."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    """One upgrade by hand: (status, writer); the writer keeps a 101 open.
+
+    From 127.0.0.2: these sockets are closed by the client, and their
+    TIME_WAIT must not hold a 127.0.0.1 port that a later test binds."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                   local_addr=("127.0.0.2", 0))
     writer.write((f"GET /?token={tok} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
@@ -39,7 +43,8 @@ def slow_gatekeeper(db, seconds):
 
 
 def test_pipelined_burst_answers_each_upgrade_by_its_own_verdict(bridges, db):
-    b = bridges(args=["--db-pipeline-depth", "32", "--max-connections-per-user", "0"])
+    b = bridges(args=["--db-pipeline-depth", "32", "--max-connections-per-user", "0",
+                      "--auth-failure-rate-limit", "0"])
     slow_gatekeeper(db, 0.003)
     kinds = ["ok", "bad", "deny"] * 80
     in_flight = []
