@@ -28,8 +28,8 @@ long long cf_max_connections, cf_max_message_size, cf_send_queue_max,
 	cf_fetch_batch, cf_reconnect_min, cf_reconnect_max, cf_drain_timeout,
 	cf_token_leeway, cf_handler_pool_size, cf_handler_timeout, cf_client_rate_limit,
 	cf_max_pending_requests, cf_max_connections_per_user, cf_connect_rate_limit,
-	cf_auth_failure_rate_limit, cf_handshake_timeout;
-bool cf_close_on_token_expiry;
+	cf_auth_failure_rate_limit, cf_handshake_timeout, cf_db_pipeline_depth;
+bool cf_close_on_token_expiry, cf_connect_synchronous_commit;
 
 enum cf_type { CF_STR, CF_BOOL, CF_INT, CF_SIZE, CF_DURATION };
 
@@ -77,6 +77,8 @@ static const struct cf_key cf_keys[] = {
 	{"auth_failure_rate_limit", CF_INT, &cf_auth_failure_rate_limit, true, "60"},
 	{"handshake_timeout", CF_DURATION, &cf_handshake_timeout, true, "5s"},
 	{"close_on_token_expiry", CF_BOOL, &cf_close_on_token_expiry, true, "true"},
+	{"db_pipeline_depth", CF_INT, &cf_db_pipeline_depth, true, "64"},
+	{"connect_synchronous_commit", CF_BOOL, &cf_connect_synchronous_commit, true, "false"},
 };
 #define CF_NKEYS (sizeof(cf_keys) / sizeof(cf_keys[0]))
 
@@ -275,6 +277,10 @@ cf_validate(union cf_value *v, char *err, size_t errlen)
 	if (v[cf_find("fetch_batch")].i < 1 || v[cf_find("max_message_size")].i < 1 ||
 	    v[cf_find("heartbeat_interval")].i < 1 || v[cf_find("reconnect_min")].i < 1) {
 		snprintf(err, errlen, "fetch_batch, max_message_size, heartbeat_interval and reconnect_min must be positive");
+		return false;
+	}
+	if (v[cf_find("db_pipeline_depth")].i < 1 || v[cf_find("db_pipeline_depth")].i > 100000) {
+		snprintf(err, errlen, "db_pipeline_depth must be between 1 and 100000");
 		return false;
 	}
 	return true;

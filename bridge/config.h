@@ -46,6 +46,8 @@ extern long long cf_connect_rate_limit;
 extern long long cf_auth_failure_rate_limit;
 extern long long cf_handshake_timeout;
 extern bool cf_close_on_token_expiry;
+extern long long cf_db_pipeline_depth;
+extern bool cf_connect_synchronous_commit;
 
 /* Parse argv and the -c file; on error print why and return false. */
 bool config_load(int argc, char **argv);

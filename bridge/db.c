@@ -31,6 +31,8 @@ struct db_item {
 	db_cb cb;
 	void *arg;
 	int flags;
+	uint64_t sent_ms;		/* now_ms() when it was sent */
+	PGresult *result;		/* its result, kept until its Sync is answered */
 };
 
 /* One database session and its query FIFO. */
@@ -42,14 +44,15 @@ struct db {
 	struct lws *wsi;
 	int sock;
 	struct raw_tag tag;
-	struct db_item *head, *tail, *inflight;
-	uint64_t inflight_since;	/* now_ms() when it was sent */
-	PGresult *result;
+	struct db_item *head, *tail;	/* queued, not sent */
+	struct db_item *inflight, *inflight_tail;	/* sent, in order, awaiting their Sync */
+	int ninflight;
 	int count;
 	long long backoff;
 	bool ever_ready;
 	lws_sorted_usec_list_t retry_sul;
 	lws_sorted_usec_list_t write_sul;
+	char *broken;			/* a send failed where db_lost could not run: why */
 };
 
 static struct db db_main_s = {.name = "database", .main = true, .state = DB_DOWN, .sock = -1,
@@ -67,6 +70,8 @@ db_register(struct db *d)
 }
 
 static void db_lost(struct db *d, const char *why);
+static int db_depth(struct db *d);
+static void db_pump(struct db *d, bool from_query);
 
 /* Timer: ask for POLLOUT on the database socket. */
 static void
@@ -159,55 +164,118 @@ db_query_on(struct db *d, const char *sql, int nparams, const char *const *param
 		d->head = it;
 	d->tail = it;
 	d->count++;
-	if (d->state == DB_READY && !d->inflight)
-		db_want_write(d);
+	/*
+	 * Sent at once rather than on the next WRITEABLE: with poll() over every
+	 * open descriptor, each turn of the loop costs O(open connections), and
+	 * waiting for POLLOUT took two more turns per burst of upgrades.
+	 */
+	if (d->state == DB_READY && d->ninflight < db_depth(d))
+		db_pump(d, true);
 	return true;
+}
+
+/*
+ * A send failed inside db_query_on: its caller still holds what it passed
+ * as arg, so the queries' callbacks (run by db_lost) must not run under it.
+ * The next WRITEABLE event drops the connection instead.
+ */
+static void
+db_fail_later(struct db *d)
+{
+	if (!d->broken)
+		d->broken = strdup(PQerrorMessage(d->conn));
+	db_want_write(d);
 }
 
 /* Flush libpq's output buffer; ask for POLLOUT while it is not empty. */
 static void
-db_flush(struct db *d)
+db_flush(struct db *d, bool from_query)
 {
 	int rc = PQflush(d->conn);
 
 	if (rc == 1)
 		db_want_write(d);
+	else if (rc < 0 && from_query)
+		db_fail_later(d);
 	else if (rc < 0)
 		db_lost(d, PQerrorMessage(d->conn));
 }
 
-/* Send the head of the queue when nothing is in flight. */
-static void
-db_pump(struct db *d)
+/*
+ * How many queries one session may have sent and not yet seen answered.
+ * The delivery session pipelines (libpq pipeline mode, one Sync after each
+ * query): a burst of upgrades goes out in one write and its answers come
+ * back in a few reads, instead of one round trip and one loop iteration per
+ * upgrade.  The server still runs them one after the other, in queue order,
+ * so connect, fetch and disconnect keep the order they had when serial.
+ * Handler sessions stay at one: a handler may run for handler_timeout, and
+ * route.c balances on queue length.
+ */
+static int
+db_depth(struct db *d)
 {
-	struct db_item *it = d->head;
-
-	if (d->state != DB_READY || d->inflight || !it)
-		return;
-	d->head = it->next;
-	if (!d->head)
-		d->tail = NULL;
-	it->next = NULL;
-	d->inflight = it;
-	d->inflight_since = now_ms();
-	if (!PQsendQueryParams(d->conn, it->sql, it->nparams, NULL,
-			       (const char *const *) it->params, NULL, NULL, 0)) {
-		db_lost(d, PQerrorMessage(d->conn));
-		return;
-	}
-	db_flush(d);
+	return d->main && cf_db_pipeline_depth > 1 ? (int) cf_db_pipeline_depth : 1;
 }
 
-/* The in-flight query is complete: answer it and send the next. */
+/* Queries sent and not yet answered on the delivery session. */
+int
+db_in_flight(void)
+{
+	return db_main->ninflight;
+}
+
+/*
+ * Send queued queries while the pipeline has room.  Each is followed by its
+ * own Sync, so each is its own transaction: an invalid token (an error)
+ * aborts that upgrade only, never the ones pipelined behind it.
+ */
+static void
+db_pump(struct db *d, bool from_query)
+{
+	bool sent = false;
+
+	while (d->state == DB_READY && !d->broken && d->head && d->ninflight < db_depth(d)) {
+		struct db_item *it = d->head;
+
+		d->head = it->next;
+		if (!d->head)
+			d->tail = NULL;
+		it->next = NULL;
+		if (d->inflight_tail)
+			d->inflight_tail->next = it;
+		else
+			d->inflight = it;
+		d->inflight_tail = it;
+		d->ninflight++;
+		it->sent_ms = now_ms();
+		if (!PQsendQueryParams(d->conn, it->sql, it->nparams, NULL,
+				       (const char *const *) it->params, NULL, NULL, 0) ||
+		    !PQpipelineSync(d->conn)) {
+			if (from_query)
+				db_fail_later(d);
+			else
+				db_lost(d, PQerrorMessage(d->conn));
+			return;
+		}
+		sent = true;
+	}
+	if (sent)
+		db_flush(d, from_query);
+}
+
+/* The oldest query in flight is answered (its Sync came back): run its callback. */
 static void
 db_complete(struct db *d)
 {
 	struct db_item *it = d->inflight;
-	PGresult *res = d->result;
+	PGresult *res = it->result;
 
-	d->inflight = NULL;
-	d->result = NULL;
+	d->inflight = it->next;
+	if (!d->inflight)
+		d->inflight_tail = NULL;
+	d->ninflight--;
 	d->count--;
+	it->result = NULL;
 	if (res && PQresultStatus(res) == PGRES_FATAL_ERROR) {
 		char msg[256];
 
@@ -219,7 +287,32 @@ db_complete(struct db *d)
 		it->cb(res, it->arg);
 	PQclear(res);
 	db_item_free(it);
-	db_pump(d);
+}
+
+/*
+ * Take one result of the oldest query in flight.  Its rows (or its error)
+ * come first, then NULL, then PGRES_PIPELINE_SYNC once its transaction has
+ * committed: only then is it answered, so that an upgrade is never accepted
+ * on a row that might still roll back.  An error wins over rows (a failed
+ * commit comes after the rows).
+ */
+static void
+db_take(struct db *d, PGresult *r)
+{
+	struct db_item *it = d->inflight;
+	ExecStatusType st = PQresultStatus(r);
+
+	if (st == PGRES_PIPELINE_SYNC) {
+		PQclear(r);
+		db_complete(d);
+		return;
+	}
+	if (!it->result || (st == PGRES_FATAL_ERROR &&
+			    PQresultStatus(it->result) != PGRES_FATAL_ERROR)) {
+		PQclear(it->result);
+		it->result = r;
+	} else
+		PQclear(r);
 }
 
 /* Read what the server sent: results and notifications. */
@@ -227,28 +320,33 @@ static void
 db_read(struct db *d)
 {
 	PGnotify *n;
+	int nulls = 0;
 
 	if (!PQconsumeInput(d->conn)) {
 		db_lost(d, PQerrorMessage(d->conn));
 		return;
 	}
 	/*
-	 * Results before notifications: the server sends a notification after
-	 * the results of the transaction it arrived during, and a message
-	 * delivered from a NOTIFY payload must find the connections that
-	 * transaction registered (wsnotify_connect) already in the registry.
+	 * Results before notifications: the server sends a notification only
+	 * between transactions, after the Sync of the one it arrived during,
+	 * and a message delivered from a NOTIFY payload must find the
+	 * connections that transaction registered (wsnotify_connect) already
+	 * in the registry.
+	 *
+	 * libpq returns NULL between one query's results and its Sync's, and
+	 * keeps returning NULL when it has nothing: two in a row mean "wait for
+	 * more input".
 	 */
 	while (d->state == DB_READY && d->inflight && !PQisBusy(d->conn)) {
 		PGresult *r = PQgetResult(d->conn);
 
 		if (!r) {
-			db_complete(d);
+			if (nulls++)
+				break;
 			continue;
 		}
-		if (d->result)
-			PQclear(r);
-		else
-			d->result = r;
+		nulls = 0;
+		db_take(d, r);
 	}
 	while (d->state == DB_READY && (n = PQnotifies(d->conn))) {
 		metrics.notifications++;
@@ -256,6 +354,7 @@ db_read(struct db *d)
 			deliver_on_notify(n->extra);
 		PQfreemem(n);
 	}
+	db_pump(d, false);
 	if (d->state == DB_READY && PQstatus(d->conn) == CONNECTION_BAD)
 		db_lost(d, PQerrorMessage(d->conn));
 }
@@ -299,13 +398,19 @@ db_fail_queue(struct db *d)
 {
 	struct db_item *list, *keep = NULL, *keep_tail = NULL, *it, *next;
 
-	if (d->inflight) {
-		d->inflight->next = d->head;
-		d->head = d->inflight;
-		d->inflight = NULL;
+	/* what was sent goes back before what was not, in order */
+	for (it = d->inflight; it; it = it->next) {
+		PQclear(it->result);
+		it->result = NULL;
 	}
-	PQclear(d->result);
-	d->result = NULL;
+	if (d->inflight_tail) {
+		d->inflight_tail->next = d->head;
+		d->head = d->inflight;
+		if (!d->tail)
+			d->tail = d->inflight_tail;
+	}
+	d->inflight = d->inflight_tail = NULL;
+	d->ninflight = 0;
 	list = d->head;
 	d->head = d->tail = NULL;
 	for (it = list; it; it = next) {
@@ -370,6 +475,8 @@ db_lost(struct db *d, const char *why)
 	for (char *p = msg; *p; p++)
 		if (*p == '\n')
 			*p = ' ';
+	free(d->broken);
+	d->broken = NULL;
 	if (was_ready) {
 		log_error("%s connection lost: %s", d->name, msg);
 		metrics.db_errors++;
@@ -396,7 +503,7 @@ db_reset(const char *why)
 static void
 db_on_connected(struct db *d)
 {
-	if (PQsetnonblocking(d->conn, 1) != 0) {
+	if (PQsetnonblocking(d->conn, 1) != 0 || PQenterPipelineMode(d->conn) != 1) {
 		db_lost(d, PQerrorMessage(d->conn));
 		return;
 	}
@@ -410,7 +517,7 @@ db_on_connected(struct db *d)
 	if (d->main)
 		deliver_on_ready(!d->ever_ready);
 	d->ever_ready = true;
-	db_pump(d);
+	db_pump(d, false);
 }
 
 /* Advance PQconnectPoll after a socket event. */
@@ -475,10 +582,12 @@ db_on_event(struct lws *wsi, int reason, void *obj)
 	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
 		if (d->state == DB_CONNECTING)
 			db_poll_connect(d);
+		else if (d->state == DB_READY && d->broken)
+			db_lost(d, d->broken);
 		else if (d->state == DB_READY) {
-			if (PQisBusy(d->conn) || d->inflight)
-				db_flush(d);
-			db_pump(d);
+			if (d->inflight)
+				db_flush(d, false);
+			db_pump(d, false);
 		}
 		break;
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
@@ -506,7 +615,7 @@ db_check_stuck(void)
 		/* a handler may legitimately run up to handler_timeout */
 		if (!d->main && (uint64_t) cf_handler_timeout + 10000 > limit)
 			limit = (uint64_t) cf_handler_timeout + 10000;
-		if (d->state == DB_READY && d->inflight && now_ms() - d->inflight_since > limit)
+		if (d->state == DB_READY && d->inflight && now_ms() - d->inflight->sent_ms > limit)
 			db_lost(d, "query unanswered far past its deadline");
 	}
 }

@@ -1,8 +1,10 @@
 /*
  * db.h: one libpq connection driven by the lws loop without blocking.
  *
- * Queries go through a FIFO and run one at a time on the same session, so
- * connect, fetch and disconnect are serial (the outbox contract).  The
+ * Queries go through a FIFO and run in order on the same session, so
+ * connect, fetch and disconnect are serial (the outbox contract); the
+ * delivery session pipelines them (up to db_pipeline_depth in flight, one
+ * Sync each), which saves the round trips, not the order.  The
  * connection is made with PQconnectStartParams/PQconnectPoll, a dup of
  * PQsocket() is adopted into lws, and PQconsumeInput/PQnotifies run on
  * POLLIN.  A lost connection is retried with exponential backoff.
@@ -40,6 +42,8 @@ bool db_query_on(struct db *d, const char *sql, int nparams, const char *const *
 int db_ready_on(struct db *d);
 /* Queries queued or in flight on this session. */
 int db_queue_length_on(struct db *d);
+/* Queries sent and not yet answered on the delivery session (pipeline). */
+int db_in_flight(void);
 /* Queue a query; false (nothing queued) when not ready and not DB_RETRY. */
 bool db_query(const char *sql, int nparams, const char *const *params,
 	      db_cb cb, void *arg, int flags);

@@ -604,9 +604,22 @@ gate_upgrade(struct gate *g, struct request *r)
 	params[3] = g->remote;
 	params[4] = g->user_agent[0] ? g->user_agent : NULL;
 	params[5] = topics[0] ? topics : NULL;
-	if (!db_query("SELECT user_id, claims::text, extract(epoch FROM expires_at), last_id, "
+	/*
+	 * Unless connect_synchronous_commit is set, the row's commit does not
+	 * wait for the WAL flush (set_config(..., true) lasts for this
+	 * transaction only): one session commits upgrades one at a time, so a
+	 * flush each would bound the rate by the disk.  A row lost in a server
+	 * crash is put back by wsnotify_restore when this session reconnects
+	 * (deliver.c), since the connection is still in the registry.
+	 */
+	if (!db_query(cf_connect_synchronous_commit ?
+		      "SELECT user_id, claims::text, extract(epoch FROM expires_at), last_id, "
 		      "welcome::text, refused_topics::text "
-		      "FROM wsnotify_connect($1, $2, $3, $4, $5, string_to_array($6, ','))",
+		      "FROM wsnotify_connect($1, $2, $3, $4, $5, string_to_array($6, ','))" :
+		      "SELECT user_id, claims::text, extract(epoch FROM expires_at), last_id, "
+		      "welcome::text, refused_topics::text "
+		      "FROM set_config('synchronous_commit', 'off', true), "
+		      "wsnotify_connect($1, $2, $3, $4, $5, string_to_array($6, ','))",
 		      6, params, gate_connect_done, g, 0)) {
 		gate_refuse(g, 503, AUTH_DB_UNAVAILABLE, "database unavailable");
 		gate_done(g);

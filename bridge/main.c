@@ -196,6 +196,18 @@ main_signals(void)
 	return true;
 }
 
+/*
+ * No validity timer for our wsis.  libwebsockets' default policy arms one
+ * per connection (a ping after 300 s) and re-arms it on every upgrade and
+ * pong; lws 4.1 keeps timers in one sorted list and inserts by walking it,
+ * so with N open connections each arm costs O(N): at 10,000 connections that
+ * was 38% of the bridge's CPU in a connect storm.  The bridge pings on its
+ * own schedule (ping_interval, ping_timeout: ws_sweep), so the lws one only
+ * duplicated it.  A zero secs_since_valid_hangup turns it off.
+ */
+static const lws_retry_bo_t main_retry_policy = {.secs_since_valid_ping = 0,
+						 .secs_since_valid_hangup = 0};
+
 /* Create the lws context and the vhost (without an lws listener). */
 static bool
 main_create_context(void)
@@ -221,6 +233,7 @@ main_create_context(void)
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.vhost_name = "wsnotify";
 	info.protocols = protocols;
+	info.retry_and_idle_policy = &main_retry_policy;
 	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
 	if (cf_static[0]) {
 		m_health = (struct lws_http_mount) {.mountpoint = "/healthz", .origin = "wsnotify",

@@ -71,6 +71,8 @@ metrics_render(size_t *len)
 	G("send_queue_bytes", "Bytes queued for clients, not yet written.", registry_queued_bytes());
 	G("db_up", "1 when the database connection is ready.", db_ready());
 	G("db_queue", "Queries queued or in flight on the database connection.", db_queue_length());
+	G("db_in_flight", "Queries sent on the delivery session and not yet answered (db_pipeline_depth bounds it).",
+	  db_in_flight());
 	C("connections_accepted_total", "Connections upgraded to WebSocket.", metrics.connections_accepted);
 	C("connections_closed_total", "WebSocket connections closed.", metrics.connections_closed);
 	C("messages_out_total", "Messages written to clients.", metrics.messages_out);

@@ -49,6 +49,8 @@ def test_sighup_loads_a_renewed_certificate_and_keeps_open_connections(bridges, 
                 start=False)
     b.start(wait=False)
     wait_for(lambda: _try(served_cert, b.port) == der(a_crt), what="serving certificate a")
+    # the TLS listener is up before the database session: upgrades get 503 until it is
+    wait_for(lambda: " started: " in b.log(), what="bridge started")
 
     async def go():
         ws = await websockets.connect(f"wss://127.0.0.1:{b.port}/?token={token('alice')}",
