@@ -65,6 +65,31 @@ def cpu_seconds(pids):
     return total / 1e9
 
 
+def machine_cpu_seconds():
+    """Busy CPU time of the whole machine (/proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds over a phase: the system under test, the load generator,
+    and everything else on the machine (PostgreSQL and pgbench, mostly)."""
+
+    def __init__(self, system_pids, fleet):
+        self.system_pids = system_pids
+        self.gen_pids = [g.proc.pid for g in fleet.gens]
+        self.start = (cpu_seconds(system_pids), cpu_seconds(self.gen_pids),
+                      machine_cpu_seconds())
+
+    def read(self):
+        system = cpu_seconds(self.system_pids) - self.start[0]
+        gen = cpu_seconds(self.gen_pids) - self.start[1]
+        machine = machine_cpu_seconds() - self.start[2]
+        return {"cpu_s": system, "loadgen_cpu_s": gen,
+                "other_cpu_s": max(0.0, machine - system - gen)}
+
+
 def rss_kib(pids):
     total = 0
     for pid in pids:
@@ -478,16 +503,17 @@ def per_user(env, system, users, rates, seconds, batch_seconds):
         fleet.wait_connected()
         for rate in rates:
             fleet.reset()
-            cpu0 = cpu_seconds(pids)
+            meter = CpuMeter(pids, fleet)
             script = f"\\set uid random(0, {users - 1})\n" + system.sql_user("'u' || :uid")
             tps = env.pgbench(script, clients=2 if rate else 8, seconds=seconds, rate=rate)
             sent = tps * seconds
             wait_received(fleet, sent * 0.999, 10)
-            cpu = cpu_seconds(pids) - cpu0
+            cpus = meter.read()
+            cpu = cpus["cpu_s"]
             r = fleet.reports()[0]
             key = f"rate_{rate}" if rate else "saturation"
             out[key] = {"rate": rate, "tps": tps, "received": r["received"],
-                        "deliveries_per_s": r["received"] / seconds, "cpu_s": cpu,
+                        "deliveries_per_s": r["received"] / seconds, **cpus,
                         "deliveries_per_cpu_s": r["received"] / cpu if cpu else None,
                         "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
                         "max_ms": r["max_us"] / 1000}
@@ -496,16 +522,17 @@ def per_user(env, system, users, rates, seconds, batch_seconds):
                 f"{out[key]['deliveries_per_cpu_s'] or 0:.0f} per CPU-s")
         # 1000 messages per transaction, as fast as two senders go
         fleet.reset()
-        cpu0 = cpu_seconds(pids)
+        meter = CpuMeter(pids, fleet)
         t0 = time.time()
         script = f"\\set base random(0, {users - 1})\n" + system.sql_user_batch(1000, users)
         tps = env.pgbench(script, clients=2, seconds=batch_seconds)
         wait_received(fleet, tps * batch_seconds * 1000 * 0.999, 30)
         elapsed = time.time() - t0
-        cpu = cpu_seconds(pids) - cpu0
+        cpus = meter.read()
+        cpu = cpus["cpu_s"]
         r = fleet.reports()[0]
         out["batch_1000"] = {"tx_per_s": tps, "received": r["received"],
-                             "deliveries_per_s": r["received"] / elapsed, "cpu_s": cpu,
+                             "deliveries_per_s": r["received"] / elapsed, **cpus,
                              "deliveries_per_cpu_s": r["received"] / cpu if cpu else None,
                              "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000}
         log(f"  {system.name} {users} users, 1000/tx: {r['received'] / elapsed:.0f} deliveries/s, "
@@ -528,12 +555,16 @@ def fanout(env, system, n, rounds):
         time.sleep(0.5)
         for kind, sql in (("broadcast", system.sql_broadcast()), ("topic", system.sql_topic())):
             halves, alls, delivered, cpu = [], [], 0, 0.0
+            others = {"loadgen_cpu_s": 0.0, "other_cpu_s": 0.0}
             for _ in range(rounds):
                 fleet.reset()
-                cpu0 = cpu_seconds(pids)
+                meter = CpuMeter(pids, fleet)
                 env.sql(sql)
                 got = wait_received(fleet, n, 30)
-                cpu += cpu_seconds(pids) - cpu0
+                cpus = meter.read()
+                cpu += cpus["cpu_s"]
+                for k in others:
+                    others[k] += cpus[k]
                 r = fleet.reports()[0]
                 delivered += r["received"]
                 # arrival times come relative to the earliest "t" (the commit)
@@ -541,7 +572,7 @@ def fanout(env, system, n, rounds):
                     alls.append(r["last_arrival_us"] / 1000)
                     if r.get("half_arrival_us") is not None:
                         halves.append(r["half_arrival_us"] / 1000)
-            out[kind] = {"rounds": rounds, "delivered": delivered, "cpu_s": cpu,
+            out[kind] = {"rounds": rounds, "delivered": delivered, "cpu_s": cpu, **others,
                          "deliveries_per_cpu_s": delivered / cpu if cpu else None,
                          "half_ms": statistics.median(halves) if halves else None,
                          "all_ms": statistics.median(alls) if alls else None,
