@@ -80,7 +80,16 @@ static char *RoutesJsonbField(Jsonb *object, const char *key, bool as_text);
 static void RoutesSetContext(Jsonb *connection);
 static int	RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
 					   Datum *values, bool as_owner, Datum *row,
-					   bool *row_nulls, int ncols);
+					   bool *row_nulls, int ncols, SPIPlanPtr *keep);
+
+/*
+ * The route lookup runs for every upgrade ($connect) and every client
+ * message: its plan is kept for the backend's life rather than parsed and
+ * planned each time (a quarter of wsnotify_connect's cost, perf in a
+ * connect storm).  Kept for the schema in lookup_namespace.
+ */
+static SPIPlanPtr lookup_plan = NULL;
+static Oid	lookup_namespace = InvalidOid;
 
 /*
  * ws_route(route text, handler regprocedure, run_as regrole) returns void
@@ -132,7 +141,7 @@ ws_route(PG_FUNCTION_ARGS)
 						"SET handler = $2, run_as = $3, owner = $4, "
 						"created_at = pg_catalog.now()",
 						WsnotifyQualifiedName(namespace, "websocket_route")),
-			   4, types, values, true, NULL, NULL, 0);
+			   4, types, values, true, NULL, NULL, 0, NULL);
 	PG_RETURN_VOID();
 }
 
@@ -159,7 +168,7 @@ ws_unroute(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(RoutesExec(namespace,
 							  psprintf("DELETE FROM %s WHERE route = $1",
 									   WsnotifyQualifiedName(namespace, "websocket_route")),
-							  1, types, values, true, NULL, NULL, 0) > 0);
+							  1, types, values, true, NULL, NULL, 0, NULL) > 0);
 }
 
 /*
@@ -379,11 +388,17 @@ RoutesLookup(Oid namespace, const char *route, Route *found, Oid *owner)
 	char	   *handler_text;
 	Oid			handler;
 
+	if (lookup_namespace != namespace && lookup_plan != NULL)
+	{
+		SPI_freeplan(lookup_plan);
+		lookup_plan = NULL;
+	}
+	lookup_namespace = namespace;
 	values[0] = CStringGetTextDatum(route);
 	if (RoutesExec(namespace,
 				   psprintf("SELECT handler, run_as::oid, owner::oid FROM %s WHERE route = $1",
 							WsnotifyQualifiedName(namespace, "websocket_route")),
-				   1, types, values, false, row, row_nulls, 3) == 0)
+				   1, types, values, false, row, row_nulls, 3, &lookup_plan) == 0)
 		return false;
 	handler_text = TextDatumGetCString(row[0]);
 	found->run_as = DatumGetObjectId(row[1]);
@@ -489,7 +504,7 @@ RoutesConnectionById(Oid namespace, const char *connection_id)
 							"'remote_addr', c.remote_addr, 'user_agent', c.user_agent, "
 							"'claims', c.claims) FROM %s c WHERE c.connection_id = $1",
 							WsnotifyQualifiedName(namespace, "websocket_client")),
-				   1, types, values, false, row, row_nulls, 1) == 0)
+				   1, types, values, false, row, row_nulls, 1, NULL) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("connection \"%s\" is not live", connection_id)));
@@ -545,7 +560,7 @@ RoutesSetContext(Jsonb *connection)
 static int
 RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
 		   Datum *values, bool as_owner, Datum *row, bool *row_nulls,
-		   int ncols)
+		   int ncols, SPIPlanPtr *keep)
 {
 	Oid			saved_user;
 	int			saved_context;
@@ -559,7 +574,19 @@ RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
 							   saved_context | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	if (keep != NULL && *keep == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		*keep = plan;
+	}
+	if (keep != NULL)
+		rc = SPI_execute_plan(*keep, values, NULL, false, 0);
+	else
+		rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 	processed = SPI_processed;
