@@ -85,6 +85,8 @@ struct conn {
 	UT_hash_handle hh;
 	struct conn *unext, *uprev;
 	struct user_entry *user;
+	struct conn *flush_next;	/* in the batch's list of connections to write */
+	bool flush_pending;
 };
 
 struct user_entry {
@@ -103,6 +105,8 @@ struct conn *registry_add(const char *id, const char *user_id, const char *claim
 void registry_remove(struct conn *c);
 /* Find a connection by id. */
 struct conn *registry_find(const char *id);
+/* Find a connection by an id of len bytes, not NUL-terminated. */
+struct conn *registry_find_len(const char *id, size_t len);
 /* The connections of a user (utlist DL list), or NULL. */
 struct conn *registry_user(const char *user_id);
 /* All connections (uthash head; iterate with HASH_ITER). */
@@ -135,5 +139,13 @@ void conn_close(struct conn *c, int code, const char *reason);
 void conn_pop(struct conn *c);
 /* Ask lws for a WRITEABLE callback when there is something to write. */
 void conn_want_write(struct conn *c);
+/*
+ * Between these two, conn_want_write only notes the connection; the end
+ * writes to each noted connection what its socket takes (ws_flush), so the
+ * messages of one fetch go out without a trip through poll and several for
+ * one connection share a write.
+ */
+void registry_batch_begin(void);
+void registry_batch_end(void);
 
 #endif
