@@ -19,9 +19,13 @@ struct pss {
 	struct http_reply http;
 };
 
-/* one batch: frames of at most WS_TX_CHUNK payload bytes plus their headers */
-#define WS_BATCH (WS_TX_CHUNK + 2 * WS_FRAME_HEAD_MAX)
 #define WS_FRAME_HEAD_MAX 10
+/*
+ * One batch: frames of at most WS_TX_CHUNK payload bytes plus their headers,
+ * inside the protocols' tx_packet_size (WS_TX_CHUNK + 64, main.c): lws_issue_raw
+ * sends no more than that per call and would buffer the rest of a larger one.
+ */
+#define WS_BATCH (WS_TX_CHUNK + 2 * WS_FRAME_HEAD_MAX)
 
 static unsigned char ws_txbuf[LWS_PRE + WS_BATCH];
 
@@ -180,9 +184,9 @@ ws_write_queue(struct conn *c)
 
 /*
  * Write what is queued now, outside any callback of this connection (after
- * a fetch): a delivery costs its write() and no trip through poll(2), which
- * lws 4.1 runs over every descriptor.  Closes still go through the
- * WRITEABLE callback, the only place that can return -1 to lws.
+ * a fetch): a delivery costs its write() and no trip through the event
+ * loop.  Closes still go through the WRITEABLE callback, the only place
+ * that can return -1 to lws.
  */
 void
 ws_flush(struct conn *c)
