@@ -10,6 +10,9 @@ websocket_client`), then, for each N:
 
   * publish_ws('bench', ...) `--rounds` times, one committed statement each;
   * broadcast_ws(...) the same number of times, to the same connections;
+  * with --kinds send_ws: one transaction of N send_ws calls, one to each
+    connection's user (one user per connection), the same number of times:
+    per-user messages, N per transaction, to N users;
 
 and measures, per round, the time from just before the statement to the
 moment half of the connections and all of them have received the frame.
@@ -22,7 +25,9 @@ on arrival, to keep their cost low; they share the 2 cores with the bridge
 and PostgreSQL all the same (see docs/benchmarks.md).
 
 Usage: /usr/bin/python3 bench/fanout.py [--counts 1000,10000,19000] [--rounds 10] [--procs 4]
-Prints a Markdown table.
+           [--kinds publish_ws,broadcast_ws,send_ws] [--perf DIR]
+Prints a Markdown table.  --perf DIR records the bridge with `perf record -g`
+during each measurement (DIR/N-KIND.data).
 """
 import argparse
 import asyncio
@@ -30,6 +35,7 @@ import multiprocessing as mp
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import time
 
@@ -203,7 +209,9 @@ def subscribe_all(db):
 def measure(clients, db, bridge_pid, n, kind, rounds):
     """`rounds` rounds of one statement each; per round (half ms, all ms, received)."""
     stmt = {"publish_ws": f"SELECT publish_ws('{TOPIC}', %s::jsonb)",
-            "broadcast_ws": "SELECT broadcast_ws(%s::jsonb)"}[kind]
+            "broadcast_ws": "SELECT broadcast_ws(%s::jsonb)",
+            # one transaction of N per-user messages, one to each connection's user
+            "send_ws": "SELECT count(send_ws(user_id, %s::jsonb)) FROM websocket_client"}[kind]
     results, cpu, fine = [], 0.0, 0.0
     with psycopg.connect(db.cluster.dsn(db.name), autocommit=True) as conn:
         for r in range(rounds):
@@ -237,6 +245,15 @@ def main():
                     help="comma-separated connection counts, increasing")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--procs", type=int, default=4, help="client processes")
+    ap.add_argument("--kinds", default="publish_ws,broadcast_ws",
+                    help="statements to measure: publish_ws, broadcast_ws, send_ws (one "
+                         "transaction of N send_ws calls, one per connected user)")
+    ap.add_argument("--physical", metavar="BIN",
+                    help="run this physical-limit probe (bench/physical_rounds) for each N, "
+                         "before the statements, and give each rate as a share of it")
+    ap.add_argument("--perf", metavar="DIR",
+                    help="record the bridge with `perf record -g` during each measurement, "
+                         "into DIR/N-KIND.data")
     args = ap.parse_args()
     counts = [int(x) for x in args.counts.split(",")]
     # SIGTERM (timeout, kill): unwind through the finally below, which stops everything
@@ -272,15 +289,33 @@ def main():
                                 TOPIC)[0][0]
             print(f"# subscribed {subscribed} more in {dt:.2f} s ({total_subs} in all)",
                   file=sys.stderr, flush=True)
-            for kind in ("publish_ws", "broadcast_ws"):
+            physical = float("nan")
+            if args.physical:
+                out = subprocess.run([args.physical, str(opened), str(args.rounds)],
+                                     capture_output=True, text=True, check=True).stdout
+                physical = float(out.split(":")[-1].split()[0])
+                print(f"# physical: {out.strip()}", file=sys.stderr, flush=True)
+            for kind in args.kinds.split(","):
+                perf = None
+                if args.perf:
+                    os.makedirs(args.perf, exist_ok=True)
+                    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-p", str(b.proc.pid),
+                                             "-o", os.path.join(args.perf, f"{opened}-{kind}.data")],
+                                            stdout=subprocess.DEVNULL)
+                    time.sleep(1)
                 res, cpu, fine = measure(clients, db, b.proc.pid, opened, kind, args.rounds)
+                if perf:
+                    perf.send_signal(signal.SIGINT)
+                    perf.wait()
                 firsts = [x[0] for x in res]
                 halves = [x[1] for x in res]
                 fulls = [x[2] for x in res]
                 complete = sum(1 for x in res if x[3] >= opened)
                 rows.append((opened, kind, len(res), complete, statistics.median(firsts),
                              statistics.median(halves), statistics.median(fulls), max(fulls),
-                             cpu, opened * args.rounds / cpu if cpu > 0 else float("nan")))
+                             cpu, opened * len(res) / cpu if cpu > 0 else float("nan"),
+                             opened * len(res) / fine if fine > 0 else float("nan"),
+                             physical))
                 print(f"# {kind} x{opened}: first {[round(x, 1) for x in firsts]} ms, "
                       f"half {[round(h, 1) for h in halves]} ms, "
                       f"all {[round(f, 1) for f in fulls]} ms, bridge CPU {cpu:.2f} s "
@@ -295,11 +330,13 @@ def main():
 
     print("| subscribers | statement | rounds (complete) | first has it, median ms "
           "| half have it, median ms | all have it, median ms | all, worst ms "
-          "| bridge CPU s | deliveries per bridge CPU-s |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    for n, kind, rounds, complete, first, half, full, worst, cpu, rate in rows:
+          "| bridge CPU s | deliveries per bridge CPU-s | same, by schedstat "
+          "| physical limit, writes per CPU-s | schedstat rate / limit |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, kind, rounds, complete, first, half, full, worst, cpu, rate, fine_rate, phys in rows:
         print(f"| {n} | `{kind}` | {rounds} ({complete}) | {first:.1f} | {half:.1f} "
-              f"| {full:.1f} | {worst:.1f} | {cpu:.2f} | {rate:,.0f} |")
+              f"| {full:.1f} | {worst:.1f} | {cpu:.2f} | {rate:,.0f} | {fine_rate:,.0f} "
+              f"| {phys:,.0f} | {fine_rate / phys:.0%} |")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
+#include "ws.h"
 
 static struct conn *conns_by_id;
 static struct user_entry *users;
 static size_t total_queued;
+static bool batching;
+static struct conn *flush_head, *flush_tail;
 
 /* Monotonic milliseconds. */
 uint64_t
@@ -116,6 +119,18 @@ registry_remove(struct conn *c)
 {
 	struct user_entry *u = c->user;
 
+	if (c->flush_pending) {
+		struct conn **pp = &flush_head;
+
+		while (*pp != c)
+			pp = &(*pp)->flush_next;
+		*pp = c->flush_next;
+		if (flush_tail == c) {
+			flush_tail = NULL;
+			for (struct conn *f = flush_head; f; f = f->flush_next)
+				flush_tail = f;
+		}
+	}
 	conn_clear_queue(c);
 	HASH_DEL(conns_by_id, c);
 	DL_DELETE2(u->conns, c, uprev, unext);
@@ -143,6 +158,16 @@ registry_find(const char *id)
 	struct conn *c;
 
 	HASH_FIND_STR(conns_by_id, id, c);
+	return c;
+}
+
+/* Find a connection by an id of len bytes, not NUL-terminated. */
+struct conn *
+registry_find_len(const char *id, size_t len)
+{
+	struct conn *c;
+
+	HASH_FIND(hh, conns_by_id, id, len, c);
 	return c;
 }
 
@@ -262,8 +287,44 @@ conn_append(struct conn *c, struct out_item *it)
 void
 conn_want_write(struct conn *c)
 {
-	if (c->wsi && c->state == CONN_OPEN)
+	if (!c->wsi || c->state != CONN_OPEN)
+		return;
+	if (!batching) {
 		lws_callback_on_writable(c->wsi);
+		return;
+	}
+	if (c->flush_pending)
+		return;
+	c->flush_pending = true;
+	c->flush_next = NULL;
+	if (flush_tail)
+		flush_tail->flush_next = c;
+	else
+		flush_head = c;
+	flush_tail = c;
+}
+
+/* Start noting connections to write instead of asking lws for callbacks. */
+void
+registry_batch_begin(void)
+{
+	batching = true;
+}
+
+/* Write to every connection noted since registry_batch_begin. */
+void
+registry_batch_end(void)
+{
+	batching = false;
+	while (flush_head) {
+		struct conn *c = flush_head;
+
+		flush_head = c->flush_next;
+		if (!flush_head)
+			flush_tail = NULL;
+		c->flush_pending = false;
+		ws_flush(c);
+	}
 }
 
 /*

@@ -74,7 +74,7 @@ struct conn {
 	bool holding;			/* replay in flight: live messages wait in held */
 	bool closing;			/* close requested: no more messages */
 	bool rx_binary;			/* the client message being gathered is binary */
-	struct out_item *held, *held_tail;			/* bound to the lws wsi that upgrades */
+	struct out_item *held, *held_tail;
 	size_t rx_len;			/* bytes of the client message so far */
 	char *rx_buf;			/* the client message so far */
 	size_t rx_cap;
@@ -86,6 +86,8 @@ struct conn {
 	UT_hash_handle hh;
 	struct conn *unext, *uprev;
 	struct user_entry *user;
+	struct conn *flush_next;	/* in the batch's list of connections to write */
+	bool flush_pending;
 	/*
 	 * claims, remote_addr and user_agent, kept only for wsnotify_restore:
 	 * one allocation with the conn rather than one each (idle connections
@@ -110,6 +112,8 @@ struct conn *registry_add(const char *id, const char *user_id, const char *claim
 void registry_remove(struct conn *c);
 /* Find a connection by id. */
 struct conn *registry_find(const char *id);
+/* Find a connection by an id of len bytes, not NUL-terminated. */
+struct conn *registry_find_len(const char *id, size_t len);
 /* The connections of a user (utlist DL list), or NULL. */
 struct conn *registry_user(const char *user_id);
 /* All connections (uthash head; iterate with HASH_ITER). */
@@ -142,5 +146,13 @@ void conn_close(struct conn *c, int code, const char *reason);
 void conn_pop(struct conn *c);
 /* Ask lws for a WRITEABLE callback when there is something to write. */
 void conn_want_write(struct conn *c);
+/*
+ * Between these two, conn_want_write only notes the connection; the end
+ * writes to each noted connection what its socket takes (ws_flush), so the
+ * messages of one fetch go out without a trip through poll and several for
+ * one connection share a write.
+ */
+void registry_batch_begin(void);
+void registry_batch_end(void);
 
 #endif

@@ -19,7 +19,17 @@ struct pss {
 	struct http_reply http;
 };
 
-static unsigned char ws_txbuf[LWS_PRE + WS_TX_CHUNK];
+#define WS_FRAME_HEAD_MAX 10
+/*
+ * One batch: frames of at most WS_TX_CHUNK payload bytes plus their headers,
+ * inside the protocols' tx_packet_size (WS_TX_CHUNK + 64, main.c): lws_issue_raw
+ * sends no more than that per call and would buffer the rest of a larger one.
+ */
+#define WS_BATCH (WS_TX_CHUNK + 2 * WS_FRAME_HEAD_MAX)
+
+static unsigned char ws_txbuf[LWS_PRE + WS_BATCH];
+
+enum ws_flush { WS_FLUSH_DONE, WS_FLUSH_CHOKED, WS_FLUSH_CLOSE, WS_FLUSH_FAILED };
 
 /* Per-session data size for the protocol table. */
 size_t
@@ -54,7 +64,7 @@ ws_on_established(struct lws *wsi, struct conn *c)
 
 /* Write a close frame with the connection's code and reason; the caller returns -1. */
 static int
-ws_send_close(struct lws *wsi, int code, const char *reason)
+ws_send_close(struct lws *wsi, struct conn *c, int code, const char *reason)
 {
 	size_t l = strlen(reason);
 
@@ -64,61 +74,162 @@ ws_send_close(struct lws *wsi, int code, const char *reason)
 		while (l && ((unsigned char) reason[l] & 0xC0) == 0x80)
 			l--;
 	}
+	c->state = CONN_PENDING;	/* nothing may follow the close frame */
 	lws_close_reason(wsi, (enum lws_close_status) code, (unsigned char *) reason, l);
 	return -1;
 }
 
-/* Write the next fragment of the head message. */
-static int
-ws_write_message(struct lws *wsi, struct conn *c, struct out_item *it)
+/* Put an unmasked server frame header at p; returns its length. */
+static size_t
+ws_frame_head(unsigned char *p, unsigned char opcode, bool fin, size_t len)
 {
-	size_t off = c->head_off, left = it->p->len - off;
-	size_t chunk = left > WS_TX_CHUNK ? WS_TX_CHUNK : left;
-	int flags = lws_write_ws_flags(it->p->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT,
-				       off == 0, chunk == left);
-
-	memcpy(ws_txbuf + LWS_PRE, it->p->data + off, chunk);
-	if (lws_write(wsi, ws_txbuf + LWS_PRE, chunk, (enum lws_write_protocol) flags) < (int) chunk) {
-		log_warn("connection %s: write failed, closing", c->id);
-		return -1;
+	p[0] = (unsigned char) (opcode | (fin ? 0x80 : 0));
+	if (len < 126) {
+		p[1] = (unsigned char) len;
+		return 2;
 	}
-	c->head_off += chunk;
-	c->last_tx_ms = now_ms();
-	if (c->head_off == it->p->len) {
-		metrics.messages_out++;
-		metrics.bytes_out += it->p->len;
-		conn_pop(c);
+	if (len < 65536) {
+		p[1] = 126;
+		p[2] = (unsigned char) (len >> 8);
+		p[3] = (unsigned char) len;
+		return 4;
 	}
-	return 0;
+	p[1] = 127;
+	for (int i = 0; i < 8; i++)
+		p[2 + i] = (unsigned char) ((uint64_t) len >> (56 - 8 * i));
+	return 10;
 }
 
-/* LWS_CALLBACK_SERVER_WRITEABLE: one write (or a close) per call. */
+/*
+ * Frame the head of the queue into one batch: whole small messages one
+ * after the other, a message longer than what is left of the batch in a
+ * batch of its own, cut into WS_TX_CHUNK fragments (TEXT or BINARY, then
+ * CONTINUATION, FIN on the last) so that a 1 MB message never makes lws
+ * buffer a large partial write.  A due ping goes between messages.  Items
+ * leave the queue as they are framed: once lws_write takes the batch, lws
+ * owns what the socket did not accept.
+ */
+static size_t
+ws_fill_batch(struct conn *c)
+{
+	unsigned char *start = ws_txbuf + LWS_PRE, *p = start;
+	unsigned char *end = start + WS_BATCH;
+	struct out_item *it;
+
+	while ((size_t) (end - p) > WS_FRAME_HEAD_MAX) {
+		if (c->ping_due && c->head_off == 0) {
+			/*
+			 * A payload, not an empty ping: lws 4.1 delivers no
+			 * LWS_CALLBACK_RECEIVE_PONG for an empty pong, so every
+			 * well-behaved client looked dead after ping_timeout.
+			 */
+			if ((size_t) (end - p) < 2 + 8)
+				break;
+			p += ws_frame_head(p, 0x9, true, 8);
+			memcpy(p, "wsnotify", 8);
+			p += 8;
+			c->ping_due = false;
+			c->ping_outstanding = true;
+			c->ping_sent_ms = now_ms();
+			continue;
+		}
+		if (!(it = c->head) || !it->p)
+			break;
+
+		size_t left = it->p->len - c->head_off;
+		size_t room = (size_t) (end - p) - WS_FRAME_HEAD_MAX;
+		size_t chunk = left > WS_TX_CHUNK ? WS_TX_CHUNK : left;
+
+		/* WS_BATCH holds a ping and a whole fragment: never stuck here */
+		if (chunk > room)
+			break;
+		p += ws_frame_head(p, c->head_off ? 0x0 : it->p->binary ? 0x2 : 0x1,
+				   chunk == left, chunk);
+		memcpy(p, it->p->data + c->head_off, chunk);
+		p += chunk;
+		c->head_off += chunk;
+		if (c->head_off == it->p->len) {
+			metrics.messages_out++;
+			metrics.bytes_out += it->p->len;
+			conn_pop(c);
+		}
+	}
+	return (size_t) (p - start);
+}
+
+/*
+ * Write queued frames while the socket takes them, one write() per batch.
+ * lws_write buffers what a write leaves over (lws_issue_raw) and asks for
+ * POLLOUT itself; until that is flushed, lws_partial_buffered() says so
+ * without a syscall (lws_send_pipe_choked would poll(2) every time) and the
+ * rest waits in the queue, where send_queue_max applies.
+ */
+static enum ws_flush
+ws_write_queue(struct conn *c)
+{
+	for (;;) {
+		size_t n;
+
+		if (c->closing || (c->head && !c->head->p && !c->ping_due))
+			return WS_FLUSH_CLOSE;
+		if (lws_partial_buffered(c->wsi))
+			return WS_FLUSH_CHOKED;
+		if (!(n = ws_fill_batch(c)))
+			return WS_FLUSH_DONE;
+		if (lws_write(c->wsi, ws_txbuf + LWS_PRE, n, LWS_WRITE_RAW) < (int) n)
+			return WS_FLUSH_FAILED;
+		c->last_tx_ms = now_ms();
+	}
+}
+
+/*
+ * Write what is queued now, outside any callback of this connection (after
+ * a fetch): a delivery costs its write() and no trip through the event
+ * loop.  Closes still go through the WRITEABLE callback, the only place
+ * that can return -1 to lws.
+ */
+void
+ws_flush(struct conn *c)
+{
+	if (!c->wsi || c->state != CONN_OPEN)
+		return;
+	switch (ws_write_queue(c)) {
+	case WS_FLUSH_CLOSE:
+		lws_callback_on_writable(c->wsi);
+		break;
+	case WS_FLUSH_FAILED:
+		log_warn("connection %s: write failed, closing", c->id);
+		c->state = CONN_PENDING;
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		break;
+	case WS_FLUSH_DONE:
+	case WS_FLUSH_CHOKED:	/* lws asked for POLLOUT when it buffered */
+		break;
+	}
+}
+
+/* LWS_CALLBACK_SERVER_WRITEABLE: as many frames as the socket takes, or a close. */
 static int
 ws_on_writeable(struct lws *wsi, struct conn *c)
 {
-	struct out_item *it = c->head;
+	struct out_item *it;
 
-	if (c->closing)
-		return ws_send_close(wsi, c->close_code, c->close_reason);
-	if (c->ping_due && c->head_off == 0) {
-		c->ping_due = false;
-		c->ping_outstanding = true;
-		c->ping_sent_ms = now_ms();
-		/*
-		 * A payload, not an empty ping: lws 4.1 delivers no
-		 * LWS_CALLBACK_RECEIVE_PONG for an empty pong, so every
-		 * well-behaved client looked dead after ping_timeout.
-		 */
-		memcpy(ws_txbuf + LWS_PRE, "wsnotify", 8);
-		if (lws_write(wsi, ws_txbuf + LWS_PRE, 8, LWS_WRITE_PING) < 0)
-			return -1;
-	} else if (it && !it->p) {
+	if (c->state != CONN_OPEN)
+		return 0;
+	switch (ws_write_queue(c)) {
+	case WS_FLUSH_CLOSE:
+		if (c->closing)
+			return ws_send_close(wsi, c, c->close_code, c->close_reason);
+		it = c->head;
 		log_info("connection %s: closing with %d as asked by close_ws", c->id, it->close_code);
-		return ws_send_close(wsi, it->close_code, it->close_reason);
-	} else if (it && ws_write_message(wsi, c, it) < 0)
+		return ws_send_close(wsi, c, it->close_code, it->close_reason);
+	case WS_FLUSH_FAILED:
+		log_warn("connection %s: write failed, closing", c->id);
 		return -1;
-	if (c->head || c->ping_due)
-		lws_callback_on_writable(wsi);
+	case WS_FLUSH_DONE:
+	case WS_FLUSH_CHOKED:
+		break;
+	}
 	return 0;
 }
 
@@ -134,7 +245,7 @@ ws_on_receive(struct lws *wsi, struct conn *c, const void *in, size_t len)
 	if (c->rx_len + len + lws_remaining_packet_payload(wsi) > (size_t) cf_max_message_size) {
 		log_warn("connection %s: client message over max_message_size (%lld bytes), closing with 1009",
 			 c->id, cf_max_message_size);
-		return ws_send_close(wsi, 1009, "message too big");
+		return ws_send_close(wsi, c, 1009, "message too big");
 	}
 	if (c->rx_len + len > c->rx_cap) {
 		c->rx_cap = (c->rx_len + len) * 2;
@@ -193,6 +304,11 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return c ? ws_on_writeable(wsi, c) : 0;
 	case LWS_CALLBACK_RECEIVE:
 		return c ? ws_on_receive(wsi, c, in, len) : -1;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		/* lws answers the close: write nothing after it */
+		if (c)
+			c->state = CONN_PENDING;
+		break;
 	case LWS_CALLBACK_RECEIVE_PONG:
 		if (c) {
 			c->ping_outstanding = false;

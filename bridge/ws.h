@@ -4,9 +4,10 @@
  * One callback serves the protocols "wsnotify" (the default: bare messages)
  * and "wsnotify.v1" (envelopes with a cursor; the envelope is built when a
  * message is queued, see registry.c), and the plain HTTP requests
- * (/healthz, /metrics, static files).  Writes happen
- * only in LWS_CALLBACK_SERVER_WRITEABLE, one lws_write per callback, from a
- * buffer with LWS_PRE headroom; large messages go out as fragments of
+ * (/healthz, /metrics, static files).  Queued frames are written in
+ * batches of up to WS_TX_CHUNK bytes, one lws_write each, right after a
+ * fetch queued them (ws_flush) and in LWS_CALLBACK_SERVER_WRITEABLE when
+ * the socket had no room; large messages go out as fragments of
  * WS_TX_CHUNK bytes.
  */
 #ifndef WSNOTIFY_WS_H
@@ -28,6 +29,10 @@
 /* The protocol callback for "wsnotify", "wsnotify.v1" and plain HTTP. */
 int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		void *in, size_t len);
+struct conn;
+
+/* Write what the connection has queued, as far as its socket takes it now. */
+void ws_flush(struct conn *c);
 /* Per-session data size for the protocol table. */
 size_t ws_pss_size(void);
 /* Periodic check: pings, pong timeouts, idle and expired connections. */

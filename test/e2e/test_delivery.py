@@ -213,7 +213,9 @@ def test_resume_seam_is_exact_while_small_messages_stream_inline(bridge, db):
 
     async def v1(since=None):
         url = bridge.ws_url(token("carol")) + (f"&since={since}" if since else "")
-        return await websockets.connect(url, subprotocols=["wsnotify.v1"])
+        # max_queue=None: read everything, as a browser does (a bounded queue
+        # stops reading, and the close handshake waits behind the backlog)
+        return await websockets.connect(url, subprotocols=["wsnotify.v1"], max_queue=None)
 
     async def go():
         task = asyncio.create_task(asyncio.to_thread(sender))
