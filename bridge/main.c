@@ -31,6 +31,9 @@ struct lws_context *main_context;
 struct lws_vhost *main_vhost;
 static struct ev_loop *main_loop;
 
+/* The libev plugin lws loads for LWS_SERVER_OPTION_LIBEV (libwebsockets-evlib-ev). */
+#define MAIN_EVLIB_PLUGIN LWS_INSTALL_LIBDIR "/libwebsockets-evlib_ev.so"
+
 static bool draining, done;
 static uint64_t drain_started;
 static int signal_fd = -1;
@@ -208,7 +211,7 @@ main_signals(void)
  * own schedule (ping_interval, ping_timeout: ws_sweep), so the lws one only
  * duplicated it.  A zero secs_since_valid_hangup turns it off.
  */
-static const lws_retry_bo_t main_retry_policy = {.secs_since_valid_ping = 0,
+const lws_retry_bo_t main_retry_policy = {.secs_since_valid_ping = 0,
 						 .secs_since_valid_hangup = 0};
 
 /* Create the lws context and the vhost (without an lws listener). */
@@ -227,6 +230,17 @@ main_create_context(void)
 	 * The loop is ours (foreign), so main() still runs one iteration at a
 	 * time and signals stay with the signalfd.
 	 */
+	/*
+	 * Without the plugin lws only says "unable to load evlib plugin"; say
+	 * which package brings it.  No fallback to lws' poll() loop: it works,
+	 * but its cost per event grows with the sockets held, which is the
+	 * load this bridge is sized for.
+	 */
+	if (access(MAIN_EVLIB_PLUGIN, R_OK) != 0) {
+		log_error("event loop plugin %s: %s (install the package libwebsockets-evlib-ev)",
+			  MAIN_EVLIB_PLUGIN, strerror(errno));
+		return false;
+	}
 	main_loop = ev_loop_new(EVBACKEND_EPOLL);
 	if (!main_loop) {
 		log_error("cannot create the event loop (libev, epoll)");

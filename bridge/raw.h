@@ -35,5 +35,7 @@ int raw_dispatch(struct lws *wsi, int reason);
 /* The vhost every socket lives on (main.c). */
 extern struct lws_vhost *main_vhost;
 extern struct lws_context *main_context;
+/* Every vhost's retry and idle policy: lws' validity checks off (main.c). */
+extern const lws_retry_bo_t main_retry_policy;
 
 #endif

@@ -274,6 +274,7 @@ tls_listen(struct lws_context *ctx)
 	info.alpn = "http/1.1";	/* the gate speaks HTTP/1.1 only */
 	info.listen_accept_role = "raw-skt";
 	info.listen_accept_protocol = "wsnotify-tls";
+	info.retry_and_idle_policy = &main_retry_policy;
 	tls_vhost = lws_create_vhost(ctx, &info);
 	if (!tls_vhost) {
 		log_error("cannot listen with TLS on %s (certificate %s, key %s)",
