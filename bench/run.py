@@ -565,7 +565,14 @@ def fanout(env, system, n, rounds):
                 cpu += cpus["cpu_s"]
                 for k in others:
                     others[k] += cpus[k]
-                r = fleet.reports()[0]
+                reports = fleet.reports()
+                # every process timed the same message ("t"): all = the last
+                # arrival anywhere; half = the biggest process's half
+                r = dict(max(reports, key=lambda x: x["received"]))
+                arrivals = [x["last_arrival_us"] for x in reports
+                            if x.get("last_arrival_us") is not None]
+                r["last_arrival_us"] = max(arrivals) if arrivals else None
+                r["received"] = sum(x["received"] for x in reports)
                 delivered += r["received"]
                 # arrival times come relative to the earliest "t" (the commit)
                 if got >= n and r.get("last_arrival_us") is not None:
