@@ -17,6 +17,7 @@
 #include "db.h"
 #include "deliver.h"
 #include "log.h"
+#include "main.h"
 #include "metrics.h"
 #include "raw.h"
 #include "registry.h"
@@ -51,7 +52,7 @@ struct db {
 	long long backoff;
 	bool ever_ready;
 	lws_sorted_usec_list_t retry_sul;
-	lws_sorted_usec_list_t write_sul;
+	struct main_soon write_soon;
 	char *broken;			/* a send failed where db_lost could not run: why */
 };
 
@@ -73,25 +74,25 @@ static void db_lost(struct db *d, const char *why);
 static int db_depth(struct db *d);
 static void db_pump(struct db *d, bool from_query);
 
-/* Timer: ask for POLLOUT on the database socket. */
+/* Next turn: ask for POLLOUT on the database socket. */
 static void
-db_write_cb(lws_sorted_usec_list_t *sul)
+db_write_cb(struct main_soon *s)
 {
-	struct db *d = lws_container_of(sul, struct db, write_sul);
+	struct db *d = lws_container_of(s, struct db, write_soon);
 
 	if (d->wsi)
 		lws_callback_on_writable(d->wsi);
 }
 
 /*
- * Ask for a WRITEABLE event.  Deferred through a zero-delay timer: the raw
+ * Ask for a WRITEABLE event.  Deferred to the loop's next turn: the raw
  * file role clears POLLOUT after its WRITEABLE callback returns, so asking
  * from inside that callback would be lost.
  */
 static void
 db_want_write(struct db *d)
 {
-	lws_sul_schedule(main_context, 0, &d->write_sul, db_write_cb, 1);
+	main_soon(&d->write_soon, db_write_cb);
 }
 
 /* 1 when this session is connected. */
@@ -633,7 +634,7 @@ db_stop(void)
 		d->conn = NULL;
 		d->state = DB_STOPPED;
 		lws_sul_cancel(&d->retry_sul);
-		lws_sul_cancel(&d->write_sul);
+		main_soon_cancel(&d->write_soon);
 	}
 }
 

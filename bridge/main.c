@@ -153,6 +153,33 @@ static struct lws_protocols protocols[] = {
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
+static void
+main_soon_cb(struct ev_loop *loop, ev_timer *timer, int revents)
+{
+	struct main_soon *s = (struct main_soon *) timer;
+
+	(void) loop;
+	(void) revents;
+	s->fn(s);
+}
+
+void
+main_soon(struct main_soon *s, void (*fn)(struct main_soon *s))
+{
+	if (ev_is_active(&s->timer))
+		return;
+	s->fn = fn;
+	ev_timer_init(&s->timer, main_soon_cb, 0., 0.);
+	ev_timer_start(main_loop, &s->timer);
+}
+
+void
+main_soon_cancel(struct main_soon *s)
+{
+	if (main_loop && ev_is_active(&s->timer))
+		ev_timer_stop(main_loop, &s->timer);
+}
+
 /* Timer: sweeps, and the end of the drain. */
 static void
 main_sweep_cb(lws_sorted_usec_list_t *sul)

@@ -6,7 +6,23 @@
 
 #include <stdbool.h>
 
+#include <ev.h>
+
 /* True once SIGTERM/SIGINT started the drain. */
 bool main_draining(void);
+
+/*
+ * Run a function on the loop's next turn, whatever the load: a libev timer,
+ * not an lws_sul, which lws 4.1 on libev runs only when the loop is idle or
+ * its own timer fires (up to a second later on a busy bridge).
+ */
+struct main_soon {
+	ev_timer timer;
+	void (*fn)(struct main_soon *s);
+};
+/* Schedule s (once: a pending s stays as it is). */
+void main_soon(struct main_soon *s, void (*fn)(struct main_soon *s));
+/* Unschedule s, before freeing what holds it. */
+void main_soon_cancel(struct main_soon *s);
 
 #endif

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "gate.h"
 #include "log.h"
+#include "main.h"
 #include "raw.h"
 #include "tls.h"
 
@@ -31,17 +32,17 @@ struct tls_proxy {
 	unsigned char *down;		/* gate -> client, after LWS_PRE bytes */
 	size_t down_len, down_cap;
 	bool pair_eof;
-	lws_sorted_usec_list_t sul;
+	struct main_soon write_soon;
 };
 
 static struct lws_vhost *tls_vhost;
 static SSL_CTX *tls_ctx;		/* the vhost's, given to us by lws at its creation */
 
-/* Timer: ask for POLLOUT on the socketpair end (see db_want_write). */
+/* Next turn: ask for POLLOUT on the socketpair end (see db_want_write). */
 static void
-tls_pair_write_cb(lws_sorted_usec_list_t *sul)
+tls_pair_write_cb(struct main_soon *s)
 {
-	struct tls_proxy *p = lws_container_of(sul, struct tls_proxy, sul);
+	struct tls_proxy *p = lws_container_of(s, struct tls_proxy, write_soon);
 
 	if (p->pair)
 		lws_callback_on_writable(p->pair);
@@ -57,7 +58,7 @@ tls_flush_up(struct tls_proxy *p)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 			if (p->tls)
 				lws_rx_flow_control(p->tls, 0);
-			lws_sul_schedule(main_context, 0, &p->sul, tls_pair_write_cb, 1);
+			main_soon(&p->write_soon, tls_pair_write_cb);
 			return;
 		}
 		if (n < 0) {
@@ -160,7 +161,7 @@ static void
 tls_on_close(struct tls_proxy *p)
 {
 	p->tls = NULL;
-	lws_sul_cancel(&p->sul);
+	main_soon_cancel(&p->write_soon);
 	if (p->pair)
 		raw_drop(p->pair);
 	free(p->up);
