@@ -262,15 +262,18 @@ deliver_inline(const char *payload, int64_t last)
 	int64_t first, id;
 	int count = 0;
 
-	if (!first_at || !started || fetch_inflight || fetch_again)
-		return false;
+	if (!first_at)
+		return false;		/* a bare id: fetch */
+	/* anything more must open with the key, whatever happens next: else it is forged */
 	first = strtoll(first_at + 1, &next, 10);
-	if (*next != ' ' || first != cursor + 1 || last < first)
-		return false;
 	sealed_at = next + 1;
-	if (!seal_open(payload, (size_t) (next - payload), sealed_at, strlen(sealed_at),
-		       &plain, &plain_len)) {
+	if (*next != ' ' || !seal_open(payload, (size_t) (next - payload), sealed_at,
+				       strlen(sealed_at), &plain, &plain_len)) {
 		metrics.inline_rejected++;
+		return false;
+	}
+	if (!started || fetch_inflight || fetch_again || first != cursor + 1 || last < first) {
+		free(plain);
 		return false;
 	}
 	end = plain + plain_len;
