@@ -1,5 +1,7 @@
 """Least privilege: the whole suite's bridges connect as `bridge`, a plain
 role whose one membership is wsnotify_bridge (conftest); these tests pin that."""
+import base64
+
 import psycopg
 import pytest
 
@@ -61,6 +63,10 @@ def test_a_role_listening_on_the_channel_reads_no_message_body(db):
         last, first, sealed = payload.split(" ")       # the inline form, sealed
         assert int(last) == int(first)
         assert "s3cr3t" not in payload and "alice" not in payload
+        # base64 alone would pass the line above: the decoded bytes must not
+        # hold the body or the target either (sealed, not merely encoded)
+        opened = base64.b64decode(sealed + "=" * (-len(sealed) % 4), validate=True)
+        assert b"s3cr3t" not in opened and b"alice" not in opened, opened
         for stmt in ("SELECT * FROM websocket_inline_key", "SELECT wsnotify_inline_key()"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 spy.execute(stmt)
