@@ -191,6 +191,18 @@ def test_small_messages_come_inline_large_and_topic_ones_are_fetched_in_one_orde
         assert await recv_json(alice) == {"after": "big"}
         inline2, fetched2 = delivery_counters(bridge)
         assert fetched2 - fetched1 >= 1
+        assert (inline2 - inline1) + (fetched2 - fetched1) == 2   # each once, one way or the other
+
+        # a topic message is fetched too, in order with an inline one after it
+        cid = db.sql("SELECT connection_id FROM websocket_client WHERE user_id = 'alice'")[0][0]
+        db.sql("SELECT ws_subscribe(%s, 'room:1')", cid)
+        db.sql("SELECT publish_ws('room:1', '{\"topic\": 1}')")
+        db.sql("SELECT send_ws('alice', '{\"after\": \"topic\"}')")
+        assert await recv_json(alice) == {"topic": 1}
+        assert await recv_json(alice) == {"after": "topic"}
+        inline3, fetched3 = delivery_counters(bridge)
+        assert fetched3 - fetched2 >= 1
+        assert (inline3 - inline2) + (fetched3 - fetched2) == 2
         await alice.close()
         await everyone.close()
     run(go())
