@@ -22,14 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import psycopg  # noqa: E402
 import websockets  # noqa: E402
 from conftest import Bridge, Cluster, Database, token, wait_for  # noqa: E402
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from procstat import add_template, rss_kib  # noqa: E402
 
 
 async def open_many(url_of, n, concurrency, local_addr=None):
@@ -148,11 +141,7 @@ def main():
     cluster = Cluster()
     cluster.init()
     try:
-        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as c:
-            c.execute("CREATE DATABASE wsnotify_template")
-        with psycopg.connect(cluster.dsn("wsnotify_template"), autocommit=True) as c:
-            c.execute("CREATE EXTENSION wsnotify")
-            c.execute("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")
+        add_template(cluster)
         db = Database(cluster)
         b = Bridge(db, ["--max-connections", "30000", "--log-level", "warn",
                         "--heartbeat-interval", "10s"])

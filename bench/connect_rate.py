@@ -27,36 +27,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "e2e"))
-import psycopg  # noqa: E402
 from conftest import BRIDGE, Bridge, Cluster, Database, SECRET  # noqa: E402
+from procstat import add_template, postgres_pids, stat_cpu_seconds  # noqa: E402
 
-TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid):
-    """utime + stime of a process in seconds (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TCK
-    except OSError:
-        return 0.0
-
-
-def postgres_pids(postmaster):
-    pids = [postmaster]
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open(f"/proc/{p}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == postmaster:
-                        pids.append(int(p))
-            except OSError:
-                pass
-    return pids
-
-
-def one_run(args, db, postmaster):
+def one_run(args, db):
     b = Bridge(db, ["--max-connections", str(args.conns + 1000), "--log-level", "warn",
                     "--heartbeat-interval", "10s", "--max-connections-per-user", "0",
                     *args.bridge_args.split()])
@@ -64,8 +38,8 @@ def one_run(args, db, postmaster):
     b.start()
     try:
         time.sleep(0.5)
-        pg0 = {p: cpu_s(p) for p in postgres_pids(postmaster)}
-        br0 = cpu_s(b.proc.pid)
+        pg0 = {p: stat_cpu_seconds(p) for p in postgres_pids(db.cluster)}
+        br0 = stat_cpu_seconds(b.proc.pid)
         client = subprocess.Popen([args.client, "--conns", str(args.conns), "--concurrency",
                                    str(args.concurrency), "--sources", "8", "--source-base", "127.0.0.2", "--secret", SECRET,
                                    "--users", str(args.users), "--ports", str(b.port)],
@@ -75,8 +49,8 @@ def one_run(args, db, postmaster):
             if '"type":"connected"' in text:
                 line = json.loads(text)
                 break
-        br1 = cpu_s(b.proc.pid)
-        pg1 = {p: cpu_s(p) for p in postgres_pids(postmaster)}
+        br1 = stat_cpu_seconds(b.proc.pid)
+        pg1 = {p: stat_cpu_seconds(p) for p in postgres_pids(db.cluster)}
         client.terminate()
         client.wait()
         pg = sum(v - pg0.get(p, 0.0) for p, v in pg1.items())
@@ -107,20 +81,14 @@ def main():
             with open(os.path.join(cluster.data, "postgresql.conf"), "a") as f:
                 f.write("fsync = on\nsynchronous_commit = on\n")
             cluster.restart()
-        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as c:
-            c.execute("CREATE DATABASE wsnotify_template")
-        with psycopg.connect(cluster.dsn("wsnotify_template"), autocommit=True) as c:
-            c.execute("CREATE EXTENSION wsnotify")
-            c.execute("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")
+        add_template(cluster)
         db = Database(cluster)
-        with open(os.path.join(cluster.data, "postmaster.pid")) as f:
-            postmaster = int(f.readline())
         print(f"# bridge {BRIDGE}, {args.conns} connections, concurrency {args.concurrency}, "
               f"{'durable' if args.durable else 'fsync off'}, bridge args {args.bridge_args!r}",
               flush=True)
         runs = []
         for _ in range(args.runs):
-            r = one_run(args, db, postmaster)
+            r = one_run(args, db)
             print(json.dumps(r), flush=True)
             runs.append(r)
         print(json.dumps({"median": {k: statistics.median(r[k] for r in runs)

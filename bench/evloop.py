@@ -36,8 +36,8 @@ args = ap.parse_args()
 if args.bridge:
     os.environ["WSNOTIFY_BRIDGE"] = os.path.abspath(args.bridge)
 sys.path.insert(0, os.path.join(HERE, "..", "test", "e2e"))
-import psycopg  # noqa: E402
 from conftest import SECRET, Bridge, Cluster, Database  # noqa: E402
+from procstat import add_template, stop_proc  # noqa: E402
 
 LOADGEN = os.path.join(HERE, "loadgen")
 
@@ -71,12 +71,7 @@ class Loadgen:
                 self.done.set()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_proc(self.proc)
 
 
 def window(samples, lo, hi, offset):
@@ -97,11 +92,7 @@ def main():
     lgs = []
     b = None
     try:
-        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as c:
-            c.execute("CREATE DATABASE wsnotify_template")
-        with psycopg.connect(cluster.dsn("wsnotify_template"), autocommit=True) as c:
-            c.execute("CREATE EXTENSION wsnotify")
-            c.execute("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")
+        add_template(cluster)
         db = Database(cluster)
         b = Bridge(db, ["--max-connections", "20000", "--max-connections-per-user", "0",
                         "--log-level", "warn", "--auth-timeout", "60s",

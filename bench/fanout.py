@@ -43,28 +43,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import psycopg  # noqa: E402
 import websockets  # noqa: E402
 from conftest import Bridge, Cluster, Database, token  # noqa: E402
+from procstat import add_template, sched_cpu_seconds, stat_cpu_seconds  # noqa: E402
 
 TOPIC = "bench"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    """utime + stime of a process, in seconds (/proc/PID/stat fields 14 and 15; 10 ms ticks)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def cpu_seconds_fine(pid):
-    """Time on CPU of all of a process's threads, in seconds, to the nanosecond (schedstat)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except OSError:
-            pass
-    return total / 1e9
 
 
 # ---- the client processes ----
@@ -222,10 +203,10 @@ def measure(clients, db, bridge_pid, n, kind, rounds):
                 t0 = time.time()
                 conn.execute(stmt, (body,))
                 return t0
-            c0, f0 = cpu_seconds(bridge_pid), cpu_seconds_fine(bridge_pid)
+            c0, f0 = stat_cpu_seconds(bridge_pid), sched_cpu_seconds(bridge_pid)
             t0, times = clients.round(fire)
-            cpu += cpu_seconds(bridge_pid) - c0
-            fine += cpu_seconds_fine(bridge_pid) - f0
+            cpu += stat_cpu_seconds(bridge_pid) - c0
+            fine += sched_cpu_seconds(bridge_pid) - f0
             got = len(times)
             first = (times[0] - t0) * 1000 if times else float("nan")
             half = (times[(n + 1) // 2 - 1] - t0) * 1000 if got >= (n + 1) // 2 else float("nan")
@@ -265,11 +246,7 @@ def main():
     b = None
     rows = []
     try:
-        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as c:
-            c.execute("CREATE DATABASE wsnotify_template")
-        with psycopg.connect(cluster.dsn("wsnotify_template"), autocommit=True) as c:
-            c.execute("CREATE EXTENSION wsnotify")
-            c.execute("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")
+        add_template(cluster)
         db = Database(cluster)
         # no pings: an idle subscriber is what is measured (and lws 4.1 builds before the
         # empty-ping fix closed every silent client at ping_interval + ping_timeout)

@@ -34,16 +34,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "test", "e2e"))
 import psycopg  # noqa: E402
 from conftest import SECRET, Bridge, Cluster, Database  # noqa: E402
+from procstat import add_template, rss_kib, stop_proc  # noqa: E402
 
 LOADGEN = os.path.join(HERE, "loadgen")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Loadgen:
@@ -85,13 +78,7 @@ class Loadgen:
         return self.expect("report", 10)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_proc(self.proc)
 
 
 def start_bridge(db, *args):
@@ -225,11 +212,7 @@ def main():
     cluster = Cluster()
     cluster.init()
     try:
-        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as c:
-            c.execute("CREATE DATABASE wsnotify_template")
-        with psycopg.connect(cluster.dsn("wsnotify_template"), autocommit=True) as c:
-            c.execute("CREATE EXTENSION wsnotify")
-            c.execute("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")
+        add_template(cluster)
         small(Database(cluster))
         if not args.skip_big:
             big(Database(cluster), args.big_per_proc)

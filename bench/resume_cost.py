@@ -30,16 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import psycopg  # noqa: E402
 import websockets  # noqa: E402
 from conftest import Bridge, Cluster, Database, token  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    """utime + stime of pid, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
+from procstat import add_template, stat_cpu_seconds  # noqa: E402
 
 def send(db, users, total, per_tx, sessions=4):
     """Commit `total` messages round-robin over users; return elapsed seconds."""
@@ -92,13 +83,13 @@ def delivery(b, db, users, sockets, total, per_tx, v1):
         socks = await open_clients(b, users, sockets, v1)
         per_user = total // len(users)
         f0 = b.metrics()["wsnotify_fetches_total"]
-        c0, t0 = cpu_seconds(b.proc.pid), time.time()
+        c0, t0 = stat_cpu_seconds(b.proc.pid), time.time()
         loop = asyncio.get_running_loop()
         sender = loop.run_in_executor(None, send, db, users, total, per_tx)
         await asyncio.wait_for(asyncio.gather(*(drain(ws, per_user) for _, ws in socks),
                                               sender), 600)
         t_send = sender.result()
-        dt, cpu = time.time() - t0, cpu_seconds(b.proc.pid) - c0
+        dt, cpu = time.time() - t0, stat_cpu_seconds(b.proc.pid) - c0
         fetches = b.metrics()["wsnotify_fetches_total"] - f0
         for _, ws in socks:
             await ws.close()
@@ -148,11 +139,7 @@ def main():
     cluster = Cluster()
     cluster.init()
     try:
-        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE wsnotify_template")
-        with psycopg.connect(cluster.dsn("wsnotify_template"), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION wsnotify")
-            conn.execute("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")
+        add_template(cluster)
         db = Database(cluster)
         b = Bridge(db, ["--ping-interval", "0"]).start()
         try:

@@ -35,6 +35,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 import psycopg  # noqa: E402
 from conftest import BRIDGE, PGBIN, SECRET, Cluster, free_port, wait_for  # noqa: E402
+from procstat import rss_kib, sched_cpu_seconds, stop_proc  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 LOADGEN = os.path.join(HERE, "loadgen")
@@ -50,21 +51,6 @@ def log(*a):
 
 # --- processes -----------------------------------------------------------------
 
-def cpu_seconds(pids):
-    """Time on CPU of the processes' threads, in seconds: the nanosecond
-    schedstat sum (utime + stime in /proc/PID/stat counts 10 ms ticks, too
-    coarse for one fan-out round)."""
-    total = 0
-    for pid in pids:
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0])
-        except OSError:
-            pass
-    return total / 1e9
-
-
 def machine_cpu_seconds():
     """Busy CPU time of the whole machine (/proc/stat: all but idle and iowait)."""
     with open("/proc/stat") as f:
@@ -79,51 +65,15 @@ class CpuMeter:
     def __init__(self, system_pids, fleet):
         self.system_pids = system_pids
         self.gen_pids = [g.proc.pid for g in fleet.gens]
-        self.start = (cpu_seconds(system_pids), cpu_seconds(self.gen_pids),
+        self.start = (sched_cpu_seconds(system_pids), sched_cpu_seconds(self.gen_pids),
                       machine_cpu_seconds())
 
     def read(self):
-        system = cpu_seconds(self.system_pids) - self.start[0]
-        gen = cpu_seconds(self.gen_pids) - self.start[1]
+        system = sched_cpu_seconds(self.system_pids) - self.start[0]
+        gen = sched_cpu_seconds(self.gen_pids) - self.start[1]
         machine = machine_cpu_seconds() - self.start[2]
         return {"cpu_s": system, "loadgen_cpu_s": gen,
                 "other_cpu_s": max(0.0, machine - system - gen)}
-
-
-def rss_kib(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
-
-
-def postgres_pids(cluster):
-    """The postmaster and all its children."""
-    with open(f"{cluster.data}/postmaster.pid") as f:
-        pm = int(f.readline())
-    out = [pm]
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pm:
-                        out.append(int(d))
-            except OSError:
-                pass
-    return out
-
-
-def stop_proc(p, sig=signal.SIGTERM, timeout=15):
-    if p.poll() is None:
-        p.send_signal(sig)
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 class Loadgen:
@@ -474,7 +424,7 @@ def idle(env, system, n, bridges=1):
         c["rss_kib"] = rss_kib(pids)
         c["rss_base_kib"] = base
         c["rss_kib_per_conn"] = (c["rss_kib"] - base) / max(c["connected"], 1)
-        c["connect_cpu_s"] = cpu_seconds(pids)
+        c["connect_cpu_s"] = sched_cpu_seconds(pids)
         c["curve"] = fleet.curve
         c["bridges"] = bridges
         log(f"  {system.name}: {c['connected']} idle connections on {bridges} process(es), "

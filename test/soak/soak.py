@@ -26,11 +26,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-import psycopg  # noqa: E402
 import websockets  # noqa: E402
 
 from conftest import Bridge, Cluster, Database, token  # noqa: E402
+from procstat import add_template  # noqa: E402
 
 
 class SoakClient:
@@ -155,11 +156,7 @@ def main():
 
     cluster = Cluster()
     cluster.init()
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE wsnotify_template")
-    with psycopg.connect(cluster.dsn("wsnotify_template"), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION wsnotify")
-        conn.execute("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")
+    add_template(cluster)
     db = Database(cluster)
     bridge = Bridge(db, args=["--max-connections", str(args.connections + 1000),
                               "--log-level", "warn", "--verbose=false",
