@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "e2e"))
 import psycopg  # noqa: E402
 import websockets  # noqa: E402
-from conftest import Bridge, Cluster, Database, token, wait_for  # noqa: E402
+from conftest import Bridge, Cluster, Database, token  # noqa: E402
 from procstat import add_template, rss_kib  # noqa: E402
 
 
