@@ -218,10 +218,9 @@ class Fleet:
 
 # --- the systems under test ------------------------------------------------------
 
-class WsnotifySystem:
-    """wsnotify-bridge processes on the bench database."""
-
-    name = "wsnotify"
+class Servers:
+    """The processes of one system under test, each on a free port, logging to
+    <cluster dir>/<log_prefix>-<port>.log; a subclass's popen(port, logf) starts one."""
 
     def __init__(self, env):
         self.env = env
@@ -231,21 +230,14 @@ class WsnotifySystem:
     def start(self, count=1):
         for _ in range(count):
             port = free_port()
-            logf = open(os.path.join(self.env.dir, f"bridge-{port}.log"), "ab")
-            p = subprocess.Popen([BRIDGE, "--dsn", self.env.dsn("bridge"),
-                                  "--listen", f"127.0.0.1:{port}",
-                                  "--bridge-id", f"bench-{port}",
-                                  "--max-connections", "20000",
-                                  "--max-connections-per-user", "0",
-                                  # a line per connection is not what is measured here
-                                  "--log-level", "warn"],
-                                 stdout=logf, stderr=subprocess.STDOUT)
+            logf = open(os.path.join(self.env.dir, f"{self.log_prefix}-{port}.log"), "ab")
+            p = self.popen(port, logf)
             self.procs.append(p)
             self.ports.append(port)
             wait_for(lambda: http_status(port, "/healthz") == 200 or p.poll() is not None,
-                     timeout=30, what="bridge healthy")
+                     timeout=30, what=f"{self.what} healthy")
             if p.poll() is not None:
-                raise RuntimeError("wsnotify-bridge exited at start")
+                raise RuntimeError(f"{self.what} exited at start")
 
     def pids(self):
         return [p.pid for p in self.procs]
@@ -254,6 +246,27 @@ class WsnotifySystem:
         for p in self.procs:
             stop_proc(p)
         self.procs, self.ports = [], []
+
+
+class WsnotifySystem(Servers):
+    """wsnotify-bridge processes on the bench database."""
+
+    name = "wsnotify"
+    what = "wsnotify-bridge"
+    log_prefix = "bridge"
+
+    def popen(self, port, logf):
+        return subprocess.Popen([BRIDGE, "--dsn", self.env.dsn("bridge"),
+                                 "--listen", f"127.0.0.1:{port}",
+                                 "--bridge-id", f"bench-{port}",
+                                 "--max-connections", "20000",
+                                 "--max-connections-per-user", "0",
+                                 # a line per connection is not what is measured here
+                                 "--log-level", "warn"],
+                                stdout=logf, stderr=subprocess.STDOUT)
+
+    def stop(self):
+        super().stop()
         self.env.sql("DELETE FROM websocket_client")
 
     def subscribe_all(self):
@@ -280,39 +293,19 @@ class WsnotifySystem:
     subscribe_action = None
 
 
-class NodeSystem:
+class NodeSystem(Servers):
     """The Node.js peer: server.js processes, one LISTEN client each."""
 
     name = "node"
+    what = "node peer"
+    log_prefix = "node"
     channel = "wsnotify_peer"
 
-    def __init__(self, env):
-        self.env = env
-        self.procs = []
-        self.ports = []
-
-    def start(self, count=1):
-        for _ in range(count):
-            port = free_port()
-            logf = open(os.path.join(self.env.dir, f"node-{port}.log"), "ab")
-            env = dict(os.environ, PORT=str(port), HOST="127.0.0.1",
-                       DATABASE_URL=self.env.url(), JWT_SECRET=SECRET, CHANNEL=self.channel)
-            p = subprocess.Popen(["node", PEER], stdout=logf, stderr=subprocess.STDOUT,
-                                 env=env, cwd=os.path.dirname(PEER))
-            self.procs.append(p)
-            self.ports.append(port)
-            wait_for(lambda: http_status(port, "/healthz") == 200 or p.poll() is not None,
-                     timeout=30, what="node peer healthy")
-            if p.poll() is not None:
-                raise RuntimeError("node peer exited at start")
-
-    def pids(self):
-        return [p.pid for p in self.procs]
-
-    def stop(self):
-        for p in self.procs:
-            stop_proc(p)
-        self.procs, self.ports = [], []
+    def popen(self, port, logf):
+        env = dict(os.environ, PORT=str(port), HOST="127.0.0.1",
+                   DATABASE_URL=self.env.url(), JWT_SECRET=SECRET, CHANNEL=self.channel)
+        return subprocess.Popen(["node", PEER], stdout=logf, stderr=subprocess.STDOUT,
+                                env=env, cwd=os.path.dirname(PEER))
 
     def subscribe_all(self):
         pass         # the generator sends {"action": "subscribe"} on open
