@@ -436,6 +436,20 @@ def wait_received(fleet, target, timeout):
     return fleet.received()
 
 
+def pgbench_phase(env, fleet, pids, script, clients, seconds, rate, sent_of, timeout):
+    """One pgbench run of script against a connected fleet; waits (up to timeout
+    seconds) until 99.9 % of sent_of(tps) messages have arrived.  Returns (tps,
+    seconds from the start of pgbench until then, CpuMeter reading, the first
+    generator's report)."""
+    fleet.reset()
+    meter = CpuMeter(pids, fleet)
+    t0 = time.time()
+    tps = env.pgbench(script, clients=clients, seconds=seconds, rate=rate)
+    wait_received(fleet, sent_of(tps) * 0.999, timeout)
+    elapsed = time.time() - t0
+    return tps, elapsed, meter.read(), fleet.reports()[0]
+
+
 def per_user(env, system, users, rates, seconds, batch_seconds):
     """(3) per-user messages to `users` connected users (one loadgen process)."""
     out = {"users": users}
@@ -445,15 +459,10 @@ def per_user(env, system, users, rates, seconds, batch_seconds):
     try:
         fleet.wait_connected()
         for rate in rates:
-            fleet.reset()
-            meter = CpuMeter(pids, fleet)
             script = f"\\set uid random(0, {users - 1})\n" + system.sql_user("'u' || :uid")
-            tps = env.pgbench(script, clients=2 if rate else 8, seconds=seconds, rate=rate)
-            sent = tps * seconds
-            wait_received(fleet, sent * 0.999, 10)
-            cpus = meter.read()
+            tps, _, cpus, r = pgbench_phase(env, fleet, pids, script, 2 if rate else 8, seconds,
+                                            rate, lambda tps: tps * seconds, 10)
             cpu = cpus["cpu_s"]
-            r = fleet.reports()[0]
             key = f"rate_{rate}" if rate else "saturation"
             out[key] = {"rate": rate, "tps": tps, "received": r["received"],
                         "deliveries_per_s": r["received"] / seconds, **cpus,
@@ -464,16 +473,10 @@ def per_user(env, system, users, rates, seconds, batch_seconds):
                 f"p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms, "
                 f"{out[key]['deliveries_per_cpu_s'] or 0:.0f} per CPU-s")
         # 1000 messages per transaction, as fast as two senders go
-        fleet.reset()
-        meter = CpuMeter(pids, fleet)
-        t0 = time.time()
         script = f"\\set base random(0, {users - 1})\n" + system.sql_user_batch(1000, users)
-        tps = env.pgbench(script, clients=2, seconds=batch_seconds)
-        wait_received(fleet, tps * batch_seconds * 1000 * 0.999, 30)
-        elapsed = time.time() - t0
-        cpus = meter.read()
+        tps, elapsed, cpus, r = pgbench_phase(env, fleet, pids, script, 2, batch_seconds, None,
+                                              lambda tps: tps * batch_seconds * 1000, 30)
         cpu = cpus["cpu_s"]
-        r = fleet.reports()[0]
         out["batch_1000"] = {"tx_per_s": tps, "received": r["received"],
                              "deliveries_per_s": r["received"] / elapsed, **cpus,
                              "deliveries_per_cpu_s": r["received"] / cpu if cpu else None,
