@@ -1,6 +1,7 @@
 """Delivery rules: commit-only, order, size, addressing."""
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -229,6 +230,8 @@ def test_resume_seam_is_exact_while_small_messages_stream_inline(bridge, db):
         # stops reading, and the close handshake waits behind the backlog)
         return await websockets.connect(url, subprotocols=["wsnotify.v1"], max_queue=None)
 
+    inline0 = bridge.metrics()["wsnotify_rows_inline_total"]
+
     async def go():
         task = asyncio.create_task(asyncio.to_thread(sender))
         try:
@@ -248,3 +251,8 @@ def test_resume_seam_is_exact_while_small_messages_stream_inline(bridge, db):
             stop[0] = True
             await task
     run(go(), timeout=60)
+    # the seam under test is the one between replay and inline delivery: both
+    # must have happened, or this only re-tests resume with fetched rows
+    assert bridge.metrics()["wsnotify_rows_inline_total"] > inline0
+    replayed = [int(n) for n in re.findall(r"resumed: (\d+) missed messages replayed", bridge.log())]
+    assert any(replayed), replayed       # (the last resume may close before its replay ends)
