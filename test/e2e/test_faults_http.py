@@ -252,11 +252,7 @@ def test_frame_announcing_an_oversized_length_is_closed_without_reading_it(bridg
     s, rest = open_raw_ws(b.port)
     # a header that announces 1 GiB, then a trickle: the bridge must not wait for it
     s.sendall(struct.pack("!BBQ", 0x81, 0x80 | 127, 1 << 30) + b"\0\0\0\0" + b"x" * 100)
-    r = FrameReader(s, rest)
-    op, payload = r.next()
-    while op != 8:
-        op, payload = r.next()
-    assert struct.unpack("!H", payload[:2])[0] == 1009
+    assert close_code(FrameReader(s, rest)) == 1009
     wait_for(lambda: rows_of(db) == [], what="row removed")
     s.close()
 
@@ -324,11 +320,7 @@ def test_fragments_adding_up_past_max_message_size_close_with_1009(bridges, db):
     s, rest = open_raw_ws(b.port)
     for _ in range(10):
         s.sendall(frame(0x1 if _ == 0 else 0x0, b"x" * 200, fin=False))
-    r = FrameReader(s, rest)
-    op, payload = r.next()
-    while op != 8:
-        op, payload = r.next()
-    assert struct.unpack("!H", payload[:2])[0] == 1009
+    assert close_code(FrameReader(s, rest)) == 1009
     wait_for(lambda: rows_of(db) == [], what="row removed")
 
 
