@@ -282,20 +282,31 @@ async def expect_silence(ws, seconds=0.5):
     raise AssertionError(f"unexpected message {msg[:200]!r}")
 
 
+def upgrade_request(port, target="/", headers=()):
+    """The bytes of the upgrade request raw_upgrade and send_upgrade send."""
+    return (f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n" + "".join(f"{h}\r\n" for h in headers)
+            + "\r\n").encode()
+
+
+def send_upgrade(s, port, target="/", headers=()):
+    """Send an upgrade request by hand on socket s; return what was read up to
+    the end of the response head (and maybe past it), or until EOF."""
+    s.sendall(upgrade_request(port, target, headers))
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def raw_upgrade(port, target="/", headers=()):
     """Send an upgrade request by hand; return (status, body)."""
-    req = (f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-           "Sec-WebSocket-Version: 13\r\n" + "".join(f"{h}\r\n" for h in headers) + "\r\n")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(req.encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
+        head, _, body = send_upgrade(s, port, target, headers).partition(b"\r\n\r\n")
         status = int(head.split()[1]) if head else 0
         if status != 101:
             try:

@@ -7,22 +7,13 @@ import time
 import pytest
 import websockets
 
-from conftest import connect, raw_upgrade, rows_of, run, token, wait_for
+from conftest import connect, raw_upgrade, rows_of, run, send_upgrade, token, wait_for
 
 
 def upgrade_head(port, target):
     """Status line and headers of an upgrade, as a dict with 'status'."""
-    req = (f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-           "Sec-WebSocket-Version: 13\r\n\r\n")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(req.encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = send_upgrade(s, port, target)
     lines = data.split(b"\r\n\r\n")[0].decode().split("\r\n")
     out = {"status": int(lines[0].split()[1])}
     for line in lines[1:]:
