@@ -380,10 +380,12 @@ SendCheckWritable(const char *function_name)
 }
 
 /*
- * Append a message to the transaction's queue.
+ * Append a message, JSON or binary (exactly one of body and body_binary), to
+ * the transaction's queue, copied into memory that lives until its end.
  */
-void
-SendQueue(FunctionCallInfo fcinfo, char kind, text *target, Jsonb *body)
+static void
+SendQueueMessage(FunctionCallInfo fcinfo, char kind, text *target,
+				 Jsonb *body, bytea *body_binary)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 	PendingMessage *message = palloc(sizeof(PendingMessage));
@@ -391,11 +393,21 @@ SendQueue(FunctionCallInfo fcinfo, char kind, text *target, Jsonb *body)
 	message->nest_level = GetCurrentTransactionNestLevel();
 	message->kind = kind;
 	message->target = target ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(target)) : NULL;
-	message->body = (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body));
-	message->body_binary = NULL;
+	message->body = body ? (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body)) : NULL;
+	message->body_binary = body_binary ?
+		(bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body_binary)) : NULL;
 	pending_messages = lappend(pending_messages, message);
 	pending_namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Append a JSON message to the transaction's queue.
+ */
+void
+SendQueue(FunctionCallInfo fcinfo, char kind, text *target, Jsonb *body)
+{
+	SendQueueMessage(fcinfo, kind, target, body, NULL);
 }
 
 /*
@@ -404,17 +416,7 @@ SendQueue(FunctionCallInfo fcinfo, char kind, text *target, Jsonb *body)
 void
 SendQueueBinary(FunctionCallInfo fcinfo, char kind, text *target, bytea *body)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-	PendingMessage *message = palloc(sizeof(PendingMessage));
-
-	message->nest_level = GetCurrentTransactionNestLevel();
-	message->kind = kind;
-	message->target = target ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(target)) : NULL;
-	message->body = NULL;
-	message->body_binary = (bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body));
-	pending_messages = lappend(pending_messages, message);
-	pending_namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
-	MemoryContextSwitchTo(old);
+	SendQueueMessage(fcinfo, kind, target, NULL, body);
 }
 
 /*
