@@ -78,18 +78,29 @@ static Jsonb *RoutesCall(const Route *route, const char *route_name,
 static Jsonb *RoutesConnectionById(Oid namespace, const char *connection_id);
 static char *RoutesJsonbField(Jsonb *object, const char *key, bool as_text);
 static void RoutesSetContext(Jsonb *connection);
+/*
+ * A statement's plan kept for the backend's life, for the extension's schema
+ * in namespace (prepared again if the extension moved).
+ */
+typedef struct RoutesPlan
+{
+	Oid			namespace;
+	SPIPlanPtr	plan;
+} RoutesPlan;
+
 static int	RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
 					   Datum *values, bool as_owner, Datum *row,
-					   bool *row_nulls, int ncols, SPIPlanPtr *keep);
+					   bool *row_nulls, int ncols, RoutesPlan *keep);
 
 /*
- * The route lookup runs for every upgrade ($connect) and every client
- * message: its plan is kept for the backend's life rather than parsed and
- * planned each time (a quarter of wsnotify_connect's cost, perf in a
- * connect storm).  Kept for the schema in lookup_namespace.
+ * The route lookup and the connection's row run for every upgrade
+ * ($connect) and every client message: their plans are kept rather than
+ * parsed and planned each time (the lookup was a quarter of
+ * wsnotify_connect's cost, perf in a connect storm).  ws_route and
+ * ws_unroute are rare and are planned when they run.
  */
-static SPIPlanPtr lookup_plan = NULL;
-static Oid	lookup_namespace = InvalidOid;
+static RoutesPlan lookup_plan = {InvalidOid, NULL};
+static RoutesPlan connection_plan = {InvalidOid, NULL};
 
 /*
  * ws_route(route text, handler regprocedure, run_as regrole) returns void
@@ -388,12 +399,6 @@ RoutesLookup(Oid namespace, const char *route, Route *found, Oid *owner)
 	char	   *handler_text;
 	Oid			handler;
 
-	if (lookup_namespace != namespace && lookup_plan != NULL)
-	{
-		SPI_freeplan(lookup_plan);
-		lookup_plan = NULL;
-	}
-	lookup_namespace = namespace;
 	values[0] = CStringGetTextDatum(route);
 	if (RoutesExec(namespace,
 				   psprintf("SELECT handler, run_as::oid, owner::oid FROM %s WHERE route = $1",
@@ -504,7 +509,8 @@ RoutesConnectionById(Oid namespace, const char *connection_id)
 							"'remote_addr', c.remote_addr, 'user_agent', c.user_agent, "
 							"'claims', c.claims) FROM %s c WHERE c.connection_id = $1",
 							WsnotifyQualifiedName(namespace, "websocket_client")),
-				   1, types, values, false, row, row_nulls, 1, NULL) == 0)
+				   1, types, values, false, row, row_nulls, 1,
+				   &connection_plan) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("connection \"%s\" is not live", connection_id)));
@@ -555,12 +561,13 @@ RoutesSetContext(Jsonb *connection)
 /*
  * Run one statement with SPI, as the table owner when as_owner; copy the
  * first ncols columns of its first row, if any, into row/row_nulls in the
- * caller's memory; return the number of rows processed.
+ * caller's memory; return the number of rows processed.  With keep, the
+ * plan is prepared once for namespace and kept there.
  */
 static int
 RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
 		   Datum *values, bool as_owner, Datum *row, bool *row_nulls,
-		   int ncols, SPIPlanPtr *keep)
+		   int ncols, RoutesPlan *keep)
 {
 	Oid			saved_user;
 	int			saved_context;
@@ -574,17 +581,23 @@ RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
 							   saved_context | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (keep != NULL && *keep == NULL)
+	if (keep != NULL && keep->plan != NULL && keep->namespace != namespace)
+	{
+		SPI_freeplan(keep->plan);
+		keep->plan = NULL;
+	}
+	if (keep != NULL && keep->plan == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
 
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare \"%s\": %s", sql,
 				 SPI_result_code_string(SPI_result));
-		*keep = plan;
+		keep->plan = plan;
+		keep->namespace = namespace;
 	}
 	if (keep != NULL)
-		rc = SPI_execute_plan(*keep, values, NULL, false, 0);
+		rc = SPI_execute_plan(keep->plan, values, NULL, false, 0);
 	else
 		rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
 	if (rc < 0)

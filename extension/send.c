@@ -113,7 +113,9 @@ static void SendSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 static void SendFlush(void);
 static void SendPurgeSometimes(int count);
 static int64 SendWriteOutbox(Oid sequence, int64 *first_id);
-static char *SendNotifyPayload(int64 first_id, int64 last_id);
+static StringInfo SendInlineMessages(void);
+static char *SendNotifyPayload(int64 first_id, int64 last_id,
+							   StringInfo messages);
 static text *SendRequiredText(FunctionCallInfo fcinfo, int argno,
 							  const char *name);
 static void SendPreparePlans(Oid namespace);
@@ -378,10 +380,12 @@ SendCheckWritable(const char *function_name)
 }
 
 /*
- * Append a message to the transaction's queue.
+ * Append a message, JSON or binary (exactly one of body and body_binary), to
+ * the transaction's queue, copied into memory that lives until its end.
  */
-void
-SendQueue(FunctionCallInfo fcinfo, char kind, text *target, Jsonb *body)
+static void
+SendQueueMessage(FunctionCallInfo fcinfo, char kind, text *target,
+				 Jsonb *body, bytea *body_binary)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 	PendingMessage *message = palloc(sizeof(PendingMessage));
@@ -389,11 +393,21 @@ SendQueue(FunctionCallInfo fcinfo, char kind, text *target, Jsonb *body)
 	message->nest_level = GetCurrentTransactionNestLevel();
 	message->kind = kind;
 	message->target = target ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(target)) : NULL;
-	message->body = (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body));
-	message->body_binary = NULL;
+	message->body = body ? (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body)) : NULL;
+	message->body_binary = body_binary ?
+		(bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body_binary)) : NULL;
 	pending_messages = lappend(pending_messages, message);
 	pending_namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Append a JSON message to the transaction's queue.
+ */
+void
+SendQueue(FunctionCallInfo fcinfo, char kind, text *target, Jsonb *body)
+{
+	SendQueueMessage(fcinfo, kind, target, body, NULL);
 }
 
 /*
@@ -402,17 +416,7 @@ SendQueue(FunctionCallInfo fcinfo, char kind, text *target, Jsonb *body)
 void
 SendQueueBinary(FunctionCallInfo fcinfo, char kind, text *target, bytea *body)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-	PendingMessage *message = palloc(sizeof(PendingMessage));
-
-	message->nest_level = GetCurrentTransactionNestLevel();
-	message->kind = kind;
-	message->target = target ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(target)) : NULL;
-	message->body = NULL;
-	message->body_binary = (bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body));
-	pending_messages = lappend(pending_messages, message);
-	pending_namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
-	MemoryContextSwitchTo(old);
+	SendQueueMessage(fcinfo, kind, target, NULL, body);
 }
 
 /*
@@ -492,6 +496,7 @@ SendFlush(void)
 	int			saved_context;
 	int64		first_id = 0;
 	int64		last_id;
+	StringInfo	messages;
 
 	if (pending_messages == NIL)
 		return;
@@ -504,6 +509,14 @@ SendFlush(void)
 				 errmsg("wsnotify outbox is missing"),
 				 errdetail("Messages were queued but websocket_message no longer exists."),
 				 errhint("Was the wsnotify extension dropped in this transaction?")));
+
+	/*
+	 * Lay out the inline payload's messages now, outside SPI (its memory
+	 * goes at SPI_finish) and before the commit lock, which every committing
+	 * NOTIFY in the cluster waits for: only the ids and the seal over them
+	 * need to wait until the ids are drawn.
+	 */
+	messages = SendInlineMessages();
 
 	/* Only the owner writes the outbox; senders need no grant on it. */
 	GetUserIdAndSecContext(&saved_user, &saved_context);
@@ -524,36 +537,30 @@ SendFlush(void)
 	PopActiveSnapshot();
 	SetUserIdAndSecContext(saved_user, saved_context);
 
-	Async_Notify(WSNOTIFY_CHANNEL, SendNotifyPayload(first_id, last_id));
+	Async_Notify(WSNOTIFY_CHANNEL,
+				 SendNotifyPayload(first_id, last_id, messages));
 	pending_messages = NIL;
 }
 
 /*
- * The NOTIFY payload: the last id the transaction wrote; then, when its
- * messages are few and small enough, " <first id> " and, sealed (seal.c),
- * for each message "<kind> <target bytes> <body bytes>\n<target><body>", the
- * body as jsonb's text output (what wsnotify_fetch would return).  Topic
- * messages (a bridge needs their subscribers from the database) and binary
- * ones are never inline; neither is anything outside UTF-8 databases, where
- * the bridge's text would not be these bytes.
+ * The messages of an inline NOTIFY payload, in clear: for each one
+ * "<kind> <target bytes> <body bytes>\n<target><body>", the body as jsonb's
+ * text output (what wsnotify_fetch would return); NULL when the transaction's
+ * messages are too many or too large to ride inline.  Topic messages (a
+ * bridge needs their subscribers from the database) and binary ones are never
+ * inline; neither is anything outside UTF-8 databases, where the bridge's text
+ * would not be these bytes.
  */
-static char *
-SendNotifyPayload(int64 first_id, int64 last_id)
+static StringInfo
+SendInlineMessages(void)
 {
-	StringInfoData buf;
-	StringInfoData messages;
-	int			count = list_length(pending_messages);
-	int			plain_len;
+	StringInfo	messages;
 	ListCell   *cell;
 
-	initStringInfo(&buf);
-	appendStringInfo(&buf, INT64_FORMAT, last_id);
-	plain_len = buf.len;
-	/* a bridge can only tell nothing is missing when the ids have no hole */
-	if (GetDatabaseEncoding() != PG_UTF8 || count * 8 > SEND_INLINE_MAX ||
-		last_id - first_id + 1 != count)
-		return buf.data;
-	initStringInfo(&messages);
+	if (GetDatabaseEncoding() != PG_UTF8 ||
+		list_length(pending_messages) * 8 > SEND_INLINE_MAX)
+		return NULL;
+	messages = makeStringInfo();
 	foreach(cell, pending_messages)
 	{
 		PendingMessage *message = lfirst(cell);
@@ -561,19 +568,41 @@ SendNotifyPayload(int64 first_id, int64 last_id)
 		char	   *body;
 
 		if (message->kind == 't' || message->body == NULL ||
-			messages.len + target_len + VARSIZE(message->body) > SEND_INLINE_MAX * 2)
-			return buf.data;
+			messages->len + target_len + VARSIZE(message->body) > SEND_INLINE_MAX * 2)
+			return NULL;
 		body = JsonbToCString(NULL, &message->body->root, VARSIZE(message->body));
-		appendStringInfo(&messages, "%c %d %zu\n", message->kind, target_len, strlen(body));
+		appendStringInfo(messages, "%c %d %zu\n", message->kind, target_len, strlen(body));
 		if (target_len > 0)
-			appendBinaryStringInfo(&messages, VARDATA_ANY(message->target), target_len);
-		appendStringInfoString(&messages, body);
+			appendBinaryStringInfo(messages, VARDATA_ANY(message->target), target_len);
+		appendStringInfoString(messages, body);
 		pfree(body);
-		if (messages.len > SEND_INLINE_MAX)
-			return buf.data;
+		if (messages->len > SEND_INLINE_MAX)
+			return NULL;
 	}
+	return messages;
+}
+
+/*
+ * The NOTIFY payload: the last id the transaction wrote; then, when there
+ * are inline messages (SendInlineMessages) and their ids have no hole,
+ * " <first id> " and the messages sealed (seal.c) with the ids in front as
+ * authenticated data.  Runs under the commit lock.
+ */
+static char *
+SendNotifyPayload(int64 first_id, int64 last_id, StringInfo messages)
+{
+	StringInfoData buf;
+	int			plain_len;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, INT64_FORMAT, last_id);
+	plain_len = buf.len;
+	/* a bridge can only tell nothing is missing when the ids have no hole */
+	if (messages == NULL ||
+		last_id - first_id + 1 != list_length(pending_messages))
+		return buf.data;
 	appendStringInfo(&buf, " " INT64_FORMAT, first_id);
-	if (SealAppend(&buf, messages.data, messages.len))
+	if (SealAppend(&buf, messages->data, messages->len))
 		return buf.data;
 	/* no key: the bare id, and the bridge fetches */
 	buf.len = plain_len;

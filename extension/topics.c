@@ -39,6 +39,7 @@ PG_FUNCTION_INFO_V1(ws_subscribe);
 PG_FUNCTION_INFO_V1(ws_unsubscribe);
 
 static char *TopicArgument(FunctionCallInfo fcinfo, int argno);
+static int32 TopicSubscriberCount(Oid namespace, const char *topic);
 static int64 TopicExec(Oid namespace, const char *sql, int nargs,
 					   Datum *values, bool as_owner);
 
@@ -54,15 +55,10 @@ publish_ws(PG_FUNCTION_ARGS)
 	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
 	char	   *topic = TopicArgument(fcinfo, 0);
 	Jsonb	   *message = SendRequiredMessage(fcinfo, 1);
-	Datum		values[1];
 
 	SendCheckWritable("publish_ws()");
 	SendQueue(fcinfo, 't', cstring_to_text(topic), message);
-	values[0] = CStringGetTextDatum(topic);
-	PG_RETURN_INT32((int32) TopicExec(namespace,
-									  psprintf("SELECT count(*) FROM %s WHERE topic = $1",
-											   WsnotifyQualifiedName(namespace, "websocket_subscription")),
-									  1, values, false));
+	PG_RETURN_INT32(TopicSubscriberCount(namespace, topic));
 }
 
 /*
@@ -76,15 +72,26 @@ publish_ws_binary(PG_FUNCTION_ARGS)
 	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
 	char	   *topic = TopicArgument(fcinfo, 0);
 	bytea	   *message = SendRequiredBinary(fcinfo, 1);
-	Datum		values[1];
 
 	SendCheckWritable("publish_ws_binary()");
 	SendQueueBinary(fcinfo, 't', cstring_to_text(topic), message);
+	PG_RETURN_INT32(TopicSubscriberCount(namespace, topic));
+}
+
+/*
+ * How many connections are subscribed to topic now: what publish_ws and
+ * publish_ws_binary return.
+ */
+static int32
+TopicSubscriberCount(Oid namespace, const char *topic)
+{
+	Datum		values[1];
+
 	values[0] = CStringGetTextDatum(topic);
-	PG_RETURN_INT32((int32) TopicExec(namespace,
-									  psprintf("SELECT count(*) FROM %s WHERE topic = $1",
-											   WsnotifyQualifiedName(namespace, "websocket_subscription")),
-									  1, values, false));
+	return (int32) TopicExec(namespace,
+							 psprintf("SELECT count(*) FROM %s WHERE topic = $1",
+									  WsnotifyQualifiedName(namespace, "websocket_subscription")),
+							 1, values, false);
 }
 
 /*
