@@ -18,7 +18,7 @@ static struct conn *conns_by_id;
 static struct user_entry *users;
 static size_t total_queued;
 static bool batching;
-static struct conn *flush_head, *flush_tail;
+static struct conn *flush_head;	/* utlist DL: flush_head->flush_prev is the tail */
 
 /* Monotonic milliseconds. */
 uint64_t
@@ -119,18 +119,8 @@ registry_remove(struct conn *c)
 {
 	struct user_entry *u = c->user;
 
-	if (c->flush_pending) {
-		struct conn **pp = &flush_head;
-
-		while (*pp != c)
-			pp = &(*pp)->flush_next;
-		*pp = c->flush_next;
-		if (flush_tail == c) {
-			flush_tail = NULL;
-			for (struct conn *f = flush_head; f; f = f->flush_next)
-				flush_tail = f;
-		}
-	}
+	if (c->flush_pending)
+		DL_DELETE2(flush_head, c, flush_prev, flush_next);
 	conn_clear_queue(c);
 	HASH_DEL(conns_by_id, c);
 	DL_DELETE2(u->conns, c, uprev, unext);
@@ -296,12 +286,7 @@ conn_want_write(struct conn *c)
 	if (c->flush_pending)
 		return;
 	c->flush_pending = true;
-	c->flush_next = NULL;
-	if (flush_tail)
-		flush_tail->flush_next = c;
-	else
-		flush_head = c;
-	flush_tail = c;
+	DL_APPEND2(flush_head, c, flush_prev, flush_next);
 }
 
 /* Start noting connections to write instead of asking lws for callbacks. */
@@ -319,9 +304,7 @@ registry_batch_end(void)
 	while (flush_head) {
 		struct conn *c = flush_head;
 
-		flush_head = c->flush_next;
-		if (!flush_head)
-			flush_tail = NULL;
+		DL_DELETE2(flush_head, c, flush_prev, flush_next);
 		c->flush_pending = false;
 		ws_flush(c);
 	}

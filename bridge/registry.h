@@ -86,7 +86,7 @@ struct conn {
 	UT_hash_handle hh;
 	struct conn *unext, *uprev;
 	struct user_entry *user;
-	struct conn *flush_next;	/* in the batch's list of connections to write */
+	struct conn *flush_next, *flush_prev;	/* in the batch's list of connections to write */
 	bool flush_pending;
 	/*
 	 * claims, remote_addr and user_agent, kept only for wsnotify_restore:
