@@ -95,7 +95,32 @@ conn_item_free(struct conn *c, struct out_item *it)
 	free(it);
 }
 
-static void conn_hold(struct conn *c, struct out_item *it);
+/* A queue item holding a reference to p, its bytes counted as queued. */
+static struct out_item *
+conn_item_new(struct conn *c, struct payload *p, int64_t id)
+{
+	struct out_item *it = calloc(1, sizeof(*it));
+
+	it->p = p;
+	it->id = id;
+	p->refs++;
+	c->queued += p->len;
+	total_queued += p->len;
+	return it;
+}
+
+/* Free the items held while a replay is in flight. */
+static void
+conn_drop_held(struct conn *c)
+{
+	while (c->held) {
+		struct out_item *it = c->held;
+
+		c->held = it->next;
+		conn_item_free(c, it);
+	}
+	c->held_tail = NULL;
+}
 
 /* Free every queued item of a connection. */
 static void
@@ -104,13 +129,7 @@ conn_clear_queue(struct conn *c)
 	while (c->head)
 		conn_pop(c);
 	c->head_off = 0;
-	while (c->held) {
-		struct out_item *it = c->held;
-
-		c->held = it->next;
-		conn_item_free(c, it);
-	}
-	c->held_tail = NULL;
+	conn_drop_held(c);
 }
 
 /* Unindex and free a connection and its queue. */
@@ -380,14 +399,7 @@ conn_enqueue(struct conn *c, struct payload *p, int64_t id)
 		return;
 	if (c->envelope)
 		p = conn_envelope(p, id);
-	struct out_item *it = calloc(1, sizeof(*it));
-
-	it->p = p;
-	it->id = id;
-	p->refs++;
-	c->queued += p->len;
-	total_queued += p->len;
-	conn_hold(c, it);
+	conn_hold(c, conn_item_new(c, p, id));
 }
 
 /* The replay is done: live messages held meanwhile follow it. */
@@ -397,14 +409,9 @@ conn_release(struct conn *c)
 	c->holding = false;
 	if (!c->held)
 		return;
-	if (c->closing) {
-		while (c->held) {
-			struct out_item *it = c->held;
-
-			c->held = it->next;
-			conn_item_free(c, it);
-		}
-	} else
+	if (c->closing)
+		conn_drop_held(c);
+	else
 		conn_append(c, c->held);
 	while (c->tail && c->tail->next)
 		c->tail = c->tail->next;
@@ -429,8 +436,6 @@ conn_enqueue_text(struct conn *c, const char *text)
 void
 conn_enqueue_now(struct conn *c, struct payload *p, int64_t id)
 {
-	struct out_item *it;
-
 	if (c->closing)
 		return;
 	if (c->envelope)
@@ -444,13 +449,7 @@ conn_enqueue_now(struct conn *c, struct payload *p, int64_t id)
 		conn_close(c, 1008, "send queue full");
 		return;
 	}
-	it = calloc(1, sizeof(*it));
-	it->p = p;
-	it->id = id;
-	p->refs++;
-	c->queued += p->len;
-	total_queued += p->len;
-	conn_append(c, it);
+	conn_append(c, conn_item_new(c, p, id));
 	conn_want_write(c);
 }
 
@@ -497,12 +496,6 @@ conn_pop(struct conn *c)
 	c->head = it->next;
 	if (!c->head)
 		c->tail = NULL;
-	if (it->p) {
-		c->queued -= it->p->len;
-		total_queued -= it->p->len;
-		payload_unref(it->p);
-	}
-	free(it->close_reason);
-	free(it);
+	conn_item_free(c, it);
 	c->head_off = 0;
 }
