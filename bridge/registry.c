@@ -411,10 +411,10 @@ conn_release(struct conn *c)
 		return;
 	if (c->closing)
 		conn_drop_held(c);
-	else
+	else {
 		conn_append(c, c->held);
-	while (c->tail && c->tail->next)
-		c->tail = c->tail->next;
+		c->tail = c->held_tail;	/* known: no walk down what was held */
+	}
 	c->held = c->held_tail = NULL;
 	conn_want_write(c);
 }
