@@ -184,9 +184,16 @@ registry_find_len(const char *id, size_t len)
 struct conn *
 registry_user(const char *user_id)
 {
+	return registry_user_len(user_id, strlen(user_id));
+}
+
+/* The connections of a user id of len bytes, not NUL-terminated, or NULL. */
+struct conn *
+registry_user_len(const char *user_id, size_t len)
+{
 	struct user_entry *u;
 
-	HASH_FIND_STR(users, user_id, u);
+	HASH_FIND(hh, users, user_id, len, u);
 	return u ? u->conns : NULL;
 }
 
