@@ -74,25 +74,11 @@ static void db_lost(struct db *d, const char *why);
 static int db_depth(struct db *d);
 static void db_pump(struct db *d, bool from_query);
 
-/* Next turn: ask for POLLOUT on the database socket. */
-static void
-db_write_cb(struct main_soon *s)
-{
-	struct db *d = lws_container_of(s, struct db, write_soon);
-
-	if (d->wsi)
-		lws_callback_on_writable(d->wsi);
-}
-
-/*
- * Ask for a WRITEABLE event.  Deferred to the loop's next turn: the raw
- * file role clears POLLOUT after its WRITEABLE callback returns, so asking
- * from inside that callback would be lost.
- */
+/* Ask for a WRITEABLE event, on the loop's next turn (see main_soon_writable). */
 static void
 db_want_write(struct db *d)
 {
-	main_soon(&d->write_soon, db_write_cb);
+	main_soon_writable(&d->write_soon, &d->wsi);
 }
 
 /* 1 when this session is connected. */

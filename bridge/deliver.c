@@ -43,11 +43,11 @@ deliver_cursor(void)
 
 /* Queue one message for every connection of a user above its start cursor. */
 static void
-deliver_user(const char *user, struct payload *p, int64_t id)
+deliver_user(const char *user, size_t user_len, struct payload *p, int64_t id)
 {
 	struct conn *c, *tmp;
 
-	DL_FOREACH_SAFE2(registry_user(user), c, tmp, unext)
+	DL_FOREACH_SAFE2(registry_user_len(user, user_len), c, tmp, unext)
 		if (id > c->start_id)
 			conn_enqueue(c, p, id);
 }
@@ -109,16 +109,20 @@ deliver_topic(struct payload *p, int64_t id, const char *connections)
 	}
 }
 
-/* Dispatch one row by kind (binary: body is base64). */
+/*
+ * Dispatch one row by kind (binary: body is base64).  target is target_len
+ * bytes, not necessarily NUL-terminated: an inline payload's target runs
+ * straight into its body, and is looked up in place rather than copied.
+ */
 static void
-deliver_row(int64_t id, char kind, const char *target, const char *body, size_t body_len,
-	    const char *connections, bool binary)
+deliver_row(int64_t id, char kind, const char *target, size_t target_len,
+	    const char *body, size_t body_len, const char *connections, bool binary)
 {
 	struct payload *p;
 	struct conn *c;
 
 	if (kind == 'x') {
-		c = target ? registry_find(target) : NULL;
+		c = target ? registry_find_len(target, target_len) : NULL;
 		if (c && id > c->start_id)
 			deliver_close(c, body, body_len);
 		return;
@@ -129,13 +133,15 @@ deliver_row(int64_t id, char kind, const char *target, const char *body, size_t 
 		return;
 	}
 	if (kind == 'u' && target)
-		deliver_user(target, p, id);
+		deliver_user(target, target_len, p, id);
 	else if (kind == 'b')
 		deliver_all(p, id);
-	else if (kind == 'c' && target && (c = registry_find(target)) && id > c->start_id)
+	else if (kind == 'c' && target && (c = registry_find_len(target, target_len)) &&
+		 id > c->start_id)
 		conn_enqueue(c, p, id);
 	else if (kind == 't') {
-		snprintf(p->topic, sizeof(p->topic), "%s", target ? target : "");
+		snprintf(p->topic, sizeof(p->topic), "%.*s", target ? (int) target_len : 0,
+			 target ? target : "");
 		deliver_topic(p, id, connections);
 	}
 	payload_unref(p);
@@ -172,6 +178,7 @@ deliver_fetch_done(PGresult *res, void *arg)
 		}
 		metrics.rows_fetched++;
 		deliver_row(id, kind, PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
+			    (size_t) PQgetlength(res, i, 2),
 			    PQgetvalue(res, i, 3), (size_t) PQgetlength(res, i, 3),
 			    PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
 			    PQgetvalue(res, i, 5)[0] == 't');
@@ -289,12 +296,9 @@ deliver_inline(const char *payload, int64_t last)
 	/* written straight away, as after a fetch: no WRITEABLE round trip per socket */
 	registry_batch_begin();
 	for (at = plain, id = first; at < end; id++) {
-		char *who;
-
 		deliver_inline_next(&at, end, &kind, &target, &target_len, &body, &body_len);
-		who = kind == 'b' ? NULL : strndup(target, target_len);
-		deliver_row(id, kind, who, body, body_len, NULL, false);
-		free(who);
+		deliver_row(id, kind, kind == 'b' ? NULL : target, target_len, body, body_len,
+			    NULL, false);
 	}
 	registry_batch_end();
 	free(plain);

@@ -173,6 +173,20 @@ main_soon(struct main_soon *s, void (*fn)(struct main_soon *s))
 	ev_timer_start(main_loop, &s->timer);
 }
 
+static void
+main_soon_writable_cb(struct main_soon *s)
+{
+	if (*s->wsi)
+		lws_callback_on_writable(*s->wsi);
+}
+
+void
+main_soon_writable(struct main_soon *s, struct lws *const *wsi)
+{
+	s->wsi = wsi;
+	main_soon(s, main_soon_writable_cb);
+}
+
 void
 main_soon_cancel(struct main_soon *s)
 {

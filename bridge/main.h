@@ -8,6 +8,8 @@
 
 #include <ev.h>
 
+struct lws;
+
 /* True once SIGTERM/SIGINT started the drain. */
 bool main_draining(void);
 
@@ -19,9 +21,17 @@ bool main_draining(void);
 struct main_soon {
 	ev_timer timer;
 	void (*fn)(struct main_soon *s);
+	struct lws *const *wsi;		/* main_soon_writable's */
 };
 /* Schedule s (once: a pending s stays as it is). */
 void main_soon(struct main_soon *s, void (*fn)(struct main_soon *s));
+/*
+ * Next turn: ask lws for a WRITEABLE event on *wsi, if it is still set by
+ * then.  Deferred because the raw file role clears POLLOUT after its
+ * WRITEABLE callback returns, so asking from inside that callback would be
+ * lost (the database socket, the TLS relay's socketpair end).
+ */
+void main_soon_writable(struct main_soon *s, struct lws *const *wsi);
 /* Unschedule s, before freeing what holds it. */
 void main_soon_cancel(struct main_soon *s);
 

@@ -18,7 +18,7 @@ static struct conn *conns_by_id;
 static struct user_entry *users;
 static size_t total_queued;
 static bool batching;
-static struct conn *flush_head, *flush_tail;
+static struct conn *flush_head;	/* utlist DL: flush_head->flush_prev is the tail */
 
 /* Monotonic milliseconds. */
 uint64_t
@@ -95,15 +95,24 @@ conn_item_free(struct conn *c, struct out_item *it)
 	free(it);
 }
 
-static void conn_hold(struct conn *c, struct out_item *it);
-
-/* Free every queued item of a connection. */
-static void
-conn_clear_queue(struct conn *c)
+/* A queue item holding a reference to p, its bytes counted as queued. */
+static struct out_item *
+conn_item_new(struct conn *c, struct payload *p, int64_t id)
 {
-	while (c->head)
-		conn_pop(c);
-	c->head_off = 0;
+	struct out_item *it = calloc(1, sizeof(*it));
+
+	it->p = p;
+	it->id = id;
+	p->refs++;
+	c->queued += p->len;
+	total_queued += p->len;
+	return it;
+}
+
+/* Free the items held while a replay is in flight. */
+static void
+conn_drop_held(struct conn *c)
+{
 	while (c->held) {
 		struct out_item *it = c->held;
 
@@ -113,24 +122,24 @@ conn_clear_queue(struct conn *c)
 	c->held_tail = NULL;
 }
 
+/* Free every queued item of a connection. */
+static void
+conn_clear_queue(struct conn *c)
+{
+	while (c->head)
+		conn_pop(c);
+	c->head_off = 0;
+	conn_drop_held(c);
+}
+
 /* Unindex and free a connection and its queue. */
 void
 registry_remove(struct conn *c)
 {
 	struct user_entry *u = c->user;
 
-	if (c->flush_pending) {
-		struct conn **pp = &flush_head;
-
-		while (*pp != c)
-			pp = &(*pp)->flush_next;
-		*pp = c->flush_next;
-		if (flush_tail == c) {
-			flush_tail = NULL;
-			for (struct conn *f = flush_head; f; f = f->flush_next)
-				flush_tail = f;
-		}
-	}
+	if (c->flush_pending)
+		DL_DELETE2(flush_head, c, flush_prev, flush_next);
 	conn_clear_queue(c);
 	HASH_DEL(conns_by_id, c);
 	DL_DELETE2(u->conns, c, uprev, unext);
@@ -175,9 +184,16 @@ registry_find_len(const char *id, size_t len)
 struct conn *
 registry_user(const char *user_id)
 {
+	return registry_user_len(user_id, strlen(user_id));
+}
+
+/* The connections of a user id of len bytes, not NUL-terminated, or NULL. */
+struct conn *
+registry_user_len(const char *user_id, size_t len)
+{
 	struct user_entry *u;
 
-	HASH_FIND_STR(users, user_id, u);
+	HASH_FIND(hh, users, user_id, len, u);
 	return u ? u->conns : NULL;
 }
 
@@ -296,12 +312,7 @@ conn_want_write(struct conn *c)
 	if (c->flush_pending)
 		return;
 	c->flush_pending = true;
-	c->flush_next = NULL;
-	if (flush_tail)
-		flush_tail->flush_next = c;
-	else
-		flush_head = c;
-	flush_tail = c;
+	DL_APPEND2(flush_head, c, flush_prev, flush_next);
 }
 
 /* Start noting connections to write instead of asking lws for callbacks. */
@@ -319,9 +330,7 @@ registry_batch_end(void)
 	while (flush_head) {
 		struct conn *c = flush_head;
 
-		flush_head = c->flush_next;
-		if (!flush_head)
-			flush_tail = NULL;
+		DL_DELETE2(flush_head, c, flush_prev, flush_next);
 		c->flush_pending = false;
 		ws_flush(c);
 	}
@@ -397,14 +406,7 @@ conn_enqueue(struct conn *c, struct payload *p, int64_t id)
 		return;
 	if (c->envelope)
 		p = conn_envelope(p, id);
-	struct out_item *it = calloc(1, sizeof(*it));
-
-	it->p = p;
-	it->id = id;
-	p->refs++;
-	c->queued += p->len;
-	total_queued += p->len;
-	conn_hold(c, it);
+	conn_hold(c, conn_item_new(c, p, id));
 }
 
 /* The replay is done: live messages held meanwhile follow it. */
@@ -414,17 +416,12 @@ conn_release(struct conn *c)
 	c->holding = false;
 	if (!c->held)
 		return;
-	if (c->closing) {
-		while (c->held) {
-			struct out_item *it = c->held;
-
-			c->held = it->next;
-			conn_item_free(c, it);
-		}
-	} else
+	if (c->closing)
+		conn_drop_held(c);
+	else {
 		conn_append(c, c->held);
-	while (c->tail && c->tail->next)
-		c->tail = c->tail->next;
+		c->tail = c->held_tail;	/* known: no walk down what was held */
+	}
 	c->held = c->held_tail = NULL;
 	conn_want_write(c);
 }
@@ -446,8 +443,6 @@ conn_enqueue_text(struct conn *c, const char *text)
 void
 conn_enqueue_now(struct conn *c, struct payload *p, int64_t id)
 {
-	struct out_item *it;
-
 	if (c->closing)
 		return;
 	if (c->envelope)
@@ -461,13 +456,7 @@ conn_enqueue_now(struct conn *c, struct payload *p, int64_t id)
 		conn_close(c, 1008, "send queue full");
 		return;
 	}
-	it = calloc(1, sizeof(*it));
-	it->p = p;
-	it->id = id;
-	p->refs++;
-	c->queued += p->len;
-	total_queued += p->len;
-	conn_append(c, it);
+	conn_append(c, conn_item_new(c, p, id));
 	conn_want_write(c);
 }
 
@@ -514,12 +503,6 @@ conn_pop(struct conn *c)
 	c->head = it->next;
 	if (!c->head)
 		c->tail = NULL;
-	if (it->p) {
-		c->queued -= it->p->len;
-		total_queued -= it->p->len;
-		payload_unref(it->p);
-	}
-	free(it->close_reason);
-	free(it);
+	conn_item_free(c, it);
 	c->head_off = 0;
 }

@@ -86,7 +86,7 @@ struct conn {
 	UT_hash_handle hh;
 	struct conn *unext, *uprev;
 	struct user_entry *user;
-	struct conn *flush_next;	/* in the batch's list of connections to write */
+	struct conn *flush_next, *flush_prev;	/* in the batch's list of connections to write */
 	bool flush_pending;
 	/*
 	 * claims, remote_addr and user_agent, kept only for wsnotify_restore:
@@ -116,6 +116,8 @@ struct conn *registry_find(const char *id);
 struct conn *registry_find_len(const char *id, size_t len);
 /* The connections of a user (utlist DL list), or NULL. */
 struct conn *registry_user(const char *user_id);
+/* The same for a user id of len bytes, not NUL-terminated. */
+struct conn *registry_user_len(const char *user_id, size_t len);
 /* All connections (uthash head; iterate with HASH_ITER). */
 struct conn *registry_all(void);
 /* Number of connections. */

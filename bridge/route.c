@@ -249,6 +249,19 @@ route_rate_ok(struct conn *c)
 	return true;
 }
 
+/* Queue a request for a connection's handler calls, in arrival order. */
+static void
+route_push(struct conn *c, struct route_req *r)
+{
+	if (c->req_tail)
+		c->req_tail->next = r;
+	else
+		c->req_head = r;
+	c->req_tail = r;
+	c->req_count++;
+	route_next(c);
+}
+
 /* A complete client text message. */
 void
 route_on_message(struct conn *c, const char *data, size_t len)
@@ -267,29 +280,10 @@ route_on_message(struct conn *c, const char *data, size_t len)
 		r->body = body;
 		r->request_id = request_id;
 		body = request_id = NULL;
-		if (c->req_tail)
-			c->req_tail->next = r;
-		else
-			c->req_head = r;
-		c->req_tail = r;
-		c->req_count++;
-		route_next(c);
+		route_push(c, r);
 	}
 	free(body);
 	free(request_id);
-}
-
-/* Queue a request for a connection's handler calls, in arrival order. */
-static void
-route_push(struct conn *c, struct route_req *r)
-{
-	if (c->req_tail)
-		c->req_tail->next = r;
-	else
-		c->req_head = r;
-	c->req_tail = r;
-	c->req_count++;
-	route_next(c);
 }
 
 /*

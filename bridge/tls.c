@@ -38,16 +38,6 @@ struct tls_proxy {
 static struct lws_vhost *tls_vhost;
 static SSL_CTX *tls_ctx;		/* the vhost's, given to us by lws at its creation */
 
-/* Next turn: ask for POLLOUT on the socketpair end (see db_want_write). */
-static void
-tls_pair_write_cb(struct main_soon *s)
-{
-	struct tls_proxy *p = lws_container_of(s, struct tls_proxy, write_soon);
-
-	if (p->pair)
-		lws_callback_on_writable(p->pair);
-}
-
 /* Write pending client bytes to the gate; pause the client while they do not fit. */
 static void
 tls_flush_up(struct tls_proxy *p)
@@ -58,7 +48,7 @@ tls_flush_up(struct tls_proxy *p)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 			if (p->tls)
 				lws_rx_flow_control(p->tls, 0);
-			main_soon(&p->write_soon, tls_pair_write_cb);
+			main_soon_writable(&p->write_soon, &p->pair);
 			return;
 		}
 		if (n < 0) {
