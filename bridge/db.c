@@ -120,8 +120,12 @@ db_errmsg(const PGresult *res, char *buf, size_t n)
 static void
 db_item_free(struct db_item *it)
 {
-	for (int i = 0; i < it->nparams; i++)
+	/* parameters include tokens (wsnotify_connect): wipe before free */
+	for (int i = 0; i < it->nparams; i++) {
+		if (it->params[i])
+			explicit_bzero(it->params[i], strlen(it->params[i]));
 		free(it->params[i]);
+	}
 	free(it->params);
 	free(it->sql);
 	free(it);

@@ -521,13 +521,13 @@ gate_replay(struct conn *c, const char *since)
 	}
 }
 
+static void gate_ask(struct gate *g, struct request *r, const char *token);
+
 /* Decide an upgrade request: refuse now, or ask the database. */
 static void
 gate_upgrade(struct gate *g, struct request *r)
 {
 	char token[4096] = "";
-	char topics[4096] = "";		/* ?topics=, comma-separated */
-	const char *params[6];
 
 	if (main_draining()) {
 		gate_refuse(g, 503, AUTH_CAPACITY, "shutting down");
@@ -566,6 +566,18 @@ gate_upgrade(struct gate *g, struct request *r)
 	if (!request_query_param(r->target, "token", token, sizeof(token)) &&
 	    !strncasecmp(r->authorization, "Bearer ", 7))
 		snprintf(token, sizeof(token), "%s", r->authorization + 7);
+	gate_ask(g, r, token);
+	/* every way out of gate_ask, refused or asked, leaves no token on the stack */
+	explicit_bzero(token, sizeof(token));
+}
+
+/* The rest of the checks, then wsnotify_connect with the token. */
+static void
+gate_ask(struct gate *g, struct request *r, const char *token)
+{
+	char topics[4096] = "";		/* ?topics=, comma-separated */
+	const char *params[6];
+
 	if (r->protocol[0]) {
 		g->envelope = request_list_has(r->protocol, "wsnotify.v1");
 		if (!g->envelope && !request_list_has(r->protocol, "wsnotify")) {
@@ -627,7 +639,6 @@ gate_upgrade(struct gate *g, struct request *r)
 	}
 	g->waiting = true;
 	gates_waiting++;
-	explicit_bzero(token, sizeof(token));
 }
 
 /* The request head is complete: route it. */
