@@ -20,7 +20,8 @@ OBJS         = extension/wsnotify.o \
                extension/topics.o \
                extension/token.o \
                extension/jwks.o \
-               extension/seal.o
+               extension/seal.o \
+               extension/outbox.o
 DATA         = $(wildcard extension/wsnotify--*.sql)
 PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"
 

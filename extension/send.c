@@ -24,6 +24,7 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
@@ -112,7 +113,8 @@ static void SendSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 								SubTransactionId parentSubid, void *arg);
 static void SendFlush(void);
 static void SendPurgeSometimes(int count);
-static int64 SendWriteOutbox(Oid sequence, int64 *first_id);
+static int64 SendWriteOutbox(Oid outbox_id, Oid sequence, int64 *first_id);
+static void SendInsertRows(const OutboxRow *rows, int count, TimestampTz sent_at);
 static StringInfo SendInlineMessages(void);
 static char *SendNotifyPayload(int64 first_id, int64 last_id,
 							   StringInfo messages);
@@ -530,8 +532,7 @@ SendFlush(void)
 
 	SendPurgeSometimes(list_length(pending_messages));
 	SealPrepare(namespace);
-	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
-	last_id = SendWriteOutbox(sequence, &first_id);
+	last_id = SendWriteOutbox(outbox, sequence, &first_id);
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -629,14 +630,60 @@ SendPurgeSometimes(int count)
 }
 
 /*
- * Give each queued message the next id and insert them all with one
- * statement; return the last id, and the first in *first_id.  Runs under
- * the commit lock.
+ * Take the commit lock, give each queued message the next id and write them
+ * all to the outbox; return the last id, and the first in *first_id.  The
+ * lock is held until the commit is visible, so everything done after taking
+ * it makes every other sending commit in the cluster wait: the rows are laid
+ * out and the outbox and its indexes opened before.
  */
 static int64
-SendWriteOutbox(Oid sequence, int64 *first_id)
+SendWriteOutbox(Oid outbox_id, Oid sequence, int64 *first_id)
 {
 	int			count = list_length(pending_messages);
+	OutboxRow  *rows = palloc(sizeof(OutboxRow) * count);
+	Relation	outbox = table_open(outbox_id, RowExclusiveLock);
+	OutboxWriter *writer = NULL;
+	TimestampTz sent_at;
+	int			i = 0;
+	ListCell   *cell;
+
+	foreach(cell, pending_messages)
+	{
+		PendingMessage *message = lfirst(cell);
+
+		rows[i].kind = message->kind;
+		rows[i].target = message->target;
+		rows[i].body = message->body;
+		rows[i].body_binary = message->body_binary;
+		i++;
+	}
+	if (OutboxDirectWritable(outbox))
+		writer = OutboxWriterBegin(outbox, count);
+
+	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
+	sent_at = GetCurrentTimestamp();
+	for (i = 0; i < count; i++)
+		rows[i].id = nextval_internal(sequence, false);
+	if (writer)
+	{
+		OutboxWriterWrite(writer, rows, count, sent_at);
+		OutboxWriterEnd(writer);
+	}
+	else
+		SendInsertRows(rows, count, sent_at);
+	table_close(outbox, NoLock);
+
+	*first_id = rows[0].id;
+	return rows[count - 1].id;
+}
+
+/*
+ * Insert the rows with an INSERT statement, for an outbox that someone has
+ * changed in a way the executor has to handle (outbox.c).
+ */
+static void
+SendInsertRows(const OutboxRow *rows, int count, TimestampTz sent_at)
+{
 	Datum	   *ids = palloc(sizeof(Datum) * count);
 	Datum	   *kinds = palloc(sizeof(Datum) * count);
 	Datum	   *targets = palloc(sizeof(Datum) * count);
@@ -648,26 +695,18 @@ SendWriteOutbox(Oid sequence, int64 *first_id)
 	Datum		args[6];
 	int			dims[1] = {count};
 	int			lbs[1] = {1};
-	int64		last_id = 0;
-	int			i = 0;
-	ListCell   *cell;
+	int			i;
 
-	foreach(cell, pending_messages)
+	for (i = 0; i < count; i++)
 	{
-		PendingMessage *message = lfirst(cell);
-
-		last_id = nextval_internal(sequence, false);
-		if (i == 0)
-			*first_id = last_id;
-		ids[i] = Int64GetDatum(last_id);
-		kinds[i] = CharGetDatum(message->kind);
-		targets[i] = PointerGetDatum(message->target);
-		target_nulls[i] = (message->target == NULL);
-		bodies[i] = PointerGetDatum(message->body);
-		body_nulls[i] = (message->body == NULL);
-		binaries[i] = PointerGetDatum(message->body_binary);
-		binary_nulls[i] = (message->body_binary == NULL);
-		i++;
+		ids[i] = Int64GetDatum(rows[i].id);
+		kinds[i] = CharGetDatum(rows[i].kind);
+		targets[i] = PointerGetDatum(rows[i].target);
+		target_nulls[i] = (rows[i].target == NULL);
+		bodies[i] = PointerGetDatum(rows[i].body);
+		body_nulls[i] = (rows[i].body == NULL);
+		binaries[i] = PointerGetDatum(rows[i].body_binary);
+		binary_nulls[i] = (rows[i].body_binary == NULL);
 	}
 	args[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs,
 												 INT8OID, 8, FLOAT8PASSBYVAL,
@@ -681,14 +720,13 @@ SendWriteOutbox(Oid sequence, int64 *first_id)
 	args[3] = PointerGetDatum(construct_md_array(bodies, body_nulls, 1, dims,
 												 lbs, JSONBOID, -1, false,
 												 TYPALIGN_INT));
-	args[4] = TimestampTzGetDatum(GetCurrentTimestamp());
+	args[4] = TimestampTzGetDatum(sent_at);
 	args[5] = PointerGetDatum(construct_md_array(binaries, binary_nulls, 1,
 												 dims, lbs, BYTEAOID, -1,
 												 false, TYPALIGN_INT));
 
 	if (SPI_execute_plan(plan_insert, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write the wsnotify outbox");
-	return last_id;
 }
 
 /*

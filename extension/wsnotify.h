@@ -14,6 +14,8 @@
 
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "utils/relcache.h"
+#include "utils/timestamp.h"
 
 /* The NOTIFY channel a committing sender wakes the bridges on. */
 #define WSNOTIFY_CHANNEL "wsnotify"
@@ -66,5 +68,34 @@ extern bool TokenAlgorithmListIsValid(const char *list, char **bad_name);
 /* seal.c: inline NOTIFY payloads, sealed with AES-256-GCM */
 extern void SealPrepare(Oid namespace);
 extern bool SealAppend(StringInfo out, const char *plain, int plain_len);
+
+/* outbox.c: websocket_message rows written without the executor */
+#define OUTBOX_NATTS 6
+
+typedef struct OutboxRow
+{
+	int64		id;
+	char		kind;			/* 'u', 'c', 'b', 't' or 'x' */
+	text	   *target;			/* user, connection or topic; NULL to all */
+	Jsonb	   *body;			/* a JSON message, or NULL when binary */
+	bytea	   *body_binary;	/* a binary message, or NULL when JSON */
+} OutboxRow;
+
+/* The outbox's indexes and slots, opened before the commit lock. */
+typedef struct OutboxWriter
+{
+	Relation	outbox;
+	Relation   *indexes;
+	struct IndexInfo **index_infos;
+	int			index_count;
+	struct TupleTableSlot **slots;
+	int			slot_count;
+} OutboxWriter;
+
+extern bool OutboxDirectWritable(Relation outbox);
+extern OutboxWriter *OutboxWriterBegin(Relation outbox, int count);
+extern void OutboxWriterWrite(OutboxWriter *writer, const OutboxRow *rows,
+							  int count, TimestampTz sent_at);
+extern void OutboxWriterEnd(OutboxWriter *writer);
 
 #endif							/* WSNOTIFY_H */

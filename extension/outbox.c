@@ -1,0 +1,256 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.c
+ *	  Write a committing transaction's messages into websocket_message
+ *	  without the executor.
+ *
+ * The outbox rows are written under the lock that orders NOTIFY commits
+ * (send.c), which every sending transaction in the cluster waits for, and
+ * that lock is held until the commit record is flushed.  An INSERT through
+ * SPI spent most of that time starting the executor (reading the CHECK
+ * constraints, initialising a plan over unnest()), not writing.  The
+ * extension is the table's only writer and its rows always satisfy the
+ * table's constraints, so the rows go straight to the table AM and its
+ * indexes, the way COPY FROM writes them (docs/benchmarks.md has the
+ * numbers).
+ *
+ * That shortcut is only right for the table as the extension created it.
+ * When someone has given websocket_message a trigger, a rule, row security,
+ * another column, another CHECK constraint, or an index the executor would
+ * have to evaluate (expressions, a predicate, an exclusion or deferred
+ * constraint), OutboxDirectWritable says no and send.c uses the INSERT.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "nodes/execnodes.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+
+#include "wsnotify.h"
+
+/* Rows handed to the table AM at once: bounds the slots a batch holds. */
+#define OUTBOX_BATCH 1000
+
+/* The columns of websocket_message, in order, as the extension creates it. */
+static const struct
+{
+	const char *name;
+	Oid			type;
+}			outbox_columns[OUTBOX_NATTS] = {
+	{"id", INT8OID},
+	{"sent_at", TIMESTAMPTZOID},
+	{"kind", CHAROID},
+	{"target", TEXTOID},
+	{"body", JSONBOID},
+	{"body_binary", BYTEAOID},
+};
+
+/* Its CHECK constraints, which OutboxRow values satisfy by construction. */
+static const char *const outbox_checks[] = {
+	"websocket_message_kind_check",
+	"websocket_message_one_body",
+};
+
+static bool OutboxIndexesPlain(Relation outbox);
+static void OutboxFillSlot(TupleTableSlot *slot, const OutboxRow *row,
+						   TimestampTz sent_at);
+static void OutboxIndexSlot(OutboxWriter *writer, TupleTableSlot *slot);
+
+/*
+ * Whether the rows can skip the executor: true only for websocket_message
+ * as the extension's script made it.
+ */
+bool
+OutboxDirectWritable(Relation outbox)
+{
+	TupleDesc	desc = RelationGetDescr(outbox);
+	TupleConstr *constr = desc->constr;
+	int			i;
+
+	if (outbox->rd_rel->relkind != RELKIND_RELATION ||
+		outbox->trigdesc != NULL ||
+		outbox->rd_rules != NULL ||
+		outbox->rd_rel->relrowsecurity ||
+		desc->natts != OUTBOX_NATTS)
+		return false;
+	for (i = 0; i < OUTBOX_NATTS; i++)
+	{
+		Form_pg_attribute attr = TupleDescAttr(desc, i);
+
+		if (attr->attisdropped || attr->attgenerated ||
+			attr->atttypid != outbox_columns[i].type ||
+			strcmp(NameStr(attr->attname), outbox_columns[i].name) != 0)
+			return false;
+	}
+	if (constr == NULL || constr->num_check != lengthof(outbox_checks))
+		return false;
+	for (i = 0; i < constr->num_check; i++)
+	{
+		int			j;
+		bool		ours = false;
+
+		for (j = 0; j < lengthof(outbox_checks); j++)
+			ours |= strcmp(constr->check[i].ccname, outbox_checks[j]) == 0;
+		if (!ours)
+			return false;
+	}
+	return OutboxIndexesPlain(outbox);
+}
+
+/*
+ * Whether every index of the outbox takes its keys straight from columns
+ * and checks nothing the executor would have to (a deferred unique check,
+ * an exclusion constraint, a partial index's predicate).
+ */
+static bool
+OutboxIndexesPlain(Relation outbox)
+{
+	List	   *indexes = RelationGetIndexList(outbox);
+	ListCell   *cell;
+	bool		plain = true;
+
+	foreach(cell, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(cell), RowExclusiveLock);
+		Form_pg_index form = index->rd_index;
+
+		plain = form->indimmediate && !form->indisexclusion &&
+			RelationGetIndexExpressions(index) == NIL &&
+			RelationGetIndexPredicate(index) == NIL;
+		index_close(index, RowExclusiveLock);
+		if (!plain)
+			break;
+	}
+	list_free(indexes);
+	return plain;
+}
+
+/*
+ * Open the outbox's indexes and make the slots for up to count rows: the
+ * part of writing that needs no id, done before the commit lock.  The caller
+ * has checked OutboxDirectWritable and holds RowExclusiveLock on the outbox.
+ */
+OutboxWriter *
+OutboxWriterBegin(Relation outbox, int count)
+{
+	OutboxWriter *writer = palloc0(sizeof(OutboxWriter));
+	List	   *index_oids = RelationGetIndexList(outbox);
+	ListCell   *cell;
+	int			i;
+
+	writer->outbox = outbox;
+	writer->indexes = palloc(sizeof(Relation) * Max(list_length(index_oids), 1));
+	writer->index_infos = palloc(sizeof(IndexInfo *) * Max(list_length(index_oids), 1));
+	foreach(cell, index_oids)
+	{
+		Relation	index = index_open(lfirst_oid(cell), RowExclusiveLock);
+
+		writer->indexes[writer->index_count] = index;
+		writer->index_infos[writer->index_count] = BuildIndexInfo(index);
+		writer->index_count++;
+	}
+	list_free(index_oids);
+	writer->slot_count = Min(count, OUTBOX_BATCH);
+	writer->slots = palloc(sizeof(TupleTableSlot *) * writer->slot_count);
+	for (i = 0; i < writer->slot_count; i++)
+		writer->slots[i] = MakeSingleTupleTableSlot(RelationGetDescr(outbox),
+													table_slot_callbacks(outbox));
+	return writer;
+}
+
+/*
+ * Insert the rows into the outbox and each of its indexes.
+ */
+void
+OutboxWriterWrite(OutboxWriter *writer, const OutboxRow *rows, int count,
+				  TimestampTz sent_at)
+{
+	CommandId	command = GetCurrentCommandId(true);
+	int			done = 0;
+
+	while (done < count)
+	{
+		int			n = Min(count - done, writer->slot_count);
+		int			s;
+
+		for (s = 0; s < n; s++)
+			OutboxFillSlot(writer->slots[s], &rows[done + s], sent_at);
+		if (n == 1)
+			table_tuple_insert(writer->outbox, writer->slots[0], command, 0, NULL);
+		else
+			table_multi_insert(writer->outbox, writer->slots, n, command, 0, NULL);
+		for (s = 0; s < n; s++)
+			OutboxIndexSlot(writer, writer->slots[s]);
+		done += n;
+	}
+}
+
+/*
+ * Close what OutboxWriterBegin opened; the outbox itself stays the caller's.
+ */
+void
+OutboxWriterEnd(OutboxWriter *writer)
+{
+	int			i;
+
+	for (i = 0; i < writer->slot_count; i++)
+		ExecDropSingleTupleTableSlot(writer->slots[i]);
+	for (i = 0; i < writer->index_count; i++)
+		index_close(writer->indexes[i], RowExclusiveLock);
+	pfree(writer->slots);
+	pfree(writer->index_infos);
+	pfree(writer->indexes);
+	pfree(writer);
+}
+
+/* Put one row's columns in a slot, as websocket_message lays them out. */
+static void
+OutboxFillSlot(TupleTableSlot *slot, const OutboxRow *row, TimestampTz sent_at)
+{
+	ExecClearTuple(slot);
+	slot->tts_values[0] = Int64GetDatum(row->id);
+	slot->tts_isnull[0] = false;
+	slot->tts_values[1] = TimestampTzGetDatum(sent_at);
+	slot->tts_isnull[1] = false;
+	slot->tts_values[2] = CharGetDatum(row->kind);
+	slot->tts_isnull[2] = false;
+	slot->tts_values[3] = PointerGetDatum(row->target);
+	slot->tts_isnull[3] = (row->target == NULL);
+	slot->tts_values[4] = PointerGetDatum(row->body);
+	slot->tts_isnull[4] = (row->body == NULL);
+	slot->tts_values[5] = PointerGetDatum(row->body_binary);
+	slot->tts_isnull[5] = (row->body_binary == NULL);
+	ExecStoreVirtualTuple(slot);
+}
+
+/* Add an inserted row's entries to every index that takes rows. */
+static void
+OutboxIndexSlot(OutboxWriter *writer, TupleTableSlot *slot)
+{
+	int			i;
+
+	for (i = 0; i < writer->index_count; i++)
+	{
+		Relation	index = writer->indexes[i];
+		IndexInfo  *info = writer->index_infos[i];
+		Datum		values[INDEX_MAX_KEYS];
+		bool		isnull[INDEX_MAX_KEYS];
+
+		/* an index being built concurrently that takes no rows yet */
+		if (!info->ii_ReadyForInserts)
+			continue;
+		FormIndexDatum(info, slot, NULL, values, isnull);
+		index_insert(index, values, isnull, &slot->tts_tid, writer->outbox,
+					 index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+					 false, info);
+	}
+}
