@@ -21,7 +21,8 @@ OBJS         = extension/wsnotify.o \
                extension/token.o \
                extension/jwks.o \
                extension/seal.o \
-               extension/outbox.o
+               extension/outbox.o \
+               extension/clients.o
 DATA         = $(wildcard extension/wsnotify--*.sql)
 PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"
 

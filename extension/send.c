@@ -121,7 +121,8 @@ static char *SendNotifyPayload(int64 first_id, int64 last_id,
 static text *SendRequiredText(FunctionCallInfo fcinfo, int argno,
 							  const char *name);
 static void SendPreparePlans(Oid namespace);
-static int64 SendCountQuery(Oid namespace, SPIPlanPtr *plan, text *arg);
+static int64 SendCountQuery(Oid namespace, SPIPlanPtr *plan,
+							 const char *column, text *arg);
 
 /*
  * Install the transaction callbacks; called once from _PG_init.
@@ -149,7 +150,7 @@ send_ws(PG_FUNCTION_ARGS)
 	SendCheckWritable("send_ws()");
 	SendQueue(fcinfo, 'u', user_id, message);
 	PG_RETURN_INT32((int32) SendCountQuery(namespace, &plan_count_user,
-										   user_id));
+										   "user_id", user_id));
 }
 
 /*
@@ -166,7 +167,8 @@ send_ws_connection(PG_FUNCTION_ARGS)
 	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
 
 	SendCheckWritable("send_ws_connection()");
-	if (SendCountQuery(namespace, &plan_connection_exists, connection_id) == 0)
+	if (SendCountQuery(namespace, &plan_connection_exists,
+					   "connection_id", connection_id) == 0)
 		PG_RETURN_BOOL(false);
 	SendQueue(fcinfo, 'c', connection_id, message);
 	PG_RETURN_BOOL(true);
@@ -185,7 +187,8 @@ broadcast_ws(PG_FUNCTION_ARGS)
 
 	SendCheckWritable("broadcast_ws()");
 	SendQueue(fcinfo, 'b', NULL, message);
-	PG_RETURN_INT32((int32) SendCountQuery(namespace, &plan_count_all, NULL));
+	PG_RETURN_INT32((int32) SendCountQuery(namespace, &plan_count_all,
+										   NULL, NULL));
 }
 
 /*
@@ -203,7 +206,7 @@ send_ws_binary(PG_FUNCTION_ARGS)
 	SendCheckWritable("send_ws_binary()");
 	SendQueueBinary(fcinfo, 'u', user_id, message);
 	PG_RETURN_INT32((int32) SendCountQuery(namespace, &plan_count_user,
-										   user_id));
+										   "user_id", user_id));
 }
 
 /*
@@ -219,7 +222,8 @@ send_ws_connection_binary(PG_FUNCTION_ARGS)
 	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
 
 	SendCheckWritable("send_ws_connection_binary()");
-	if (SendCountQuery(namespace, &plan_connection_exists, connection_id) == 0)
+	if (SendCountQuery(namespace, &plan_connection_exists,
+					   "connection_id", connection_id) == 0)
 		PG_RETURN_BOOL(false);
 	SendQueueBinary(fcinfo, 'c', connection_id, message);
 	PG_RETURN_BOOL(true);
@@ -238,7 +242,8 @@ broadcast_ws_binary(PG_FUNCTION_ARGS)
 
 	SendCheckWritable("broadcast_ws_binary()");
 	SendQueueBinary(fcinfo, 'b', NULL, message);
-	PG_RETURN_INT32((int32) SendCountQuery(namespace, &plan_count_all, NULL));
+	PG_RETURN_INT32((int32) SendCountQuery(namespace, &plan_count_all,
+										   NULL, NULL));
 }
 
 /*
@@ -282,7 +287,8 @@ close_ws(PG_FUNCTION_ARGS)
 						   strlen(reason_str), CLOSE_REASON_MAX)));
 
 	SendCheckWritable("close_ws()");
-	if (SendCountQuery(namespace, &plan_connection_exists, connection_id) == 0)
+	if (SendCountQuery(namespace, &plan_connection_exists,
+					   "connection_id", connection_id) == 0)
 		PG_RETURN_BOOL(false);
 
 	/* The close travels through the outbox as {"code": n, "reason": s}. */
@@ -791,16 +797,19 @@ SendPreparePlans(Oid namespace)
 }
 
 /*
- * Run one of the count(*) statements on websocket_client and return its
- * result.
+ * Count the rows of websocket_client whose column is arg (all of them when
+ * arg is NULL): through the index when clients.c can, else with the
+ * count(*) statement prepared for it.
  */
 static int64
-SendCountQuery(Oid namespace, SPIPlanPtr *plan, text *arg)
+SendCountQuery(Oid namespace, SPIPlanPtr *plan, const char *column, text *arg)
 {
 	Datum		args[1];
 	bool		isnull;
 	int64		result;
 
+	if (arg != NULL && (result = ClientCount(namespace, column, arg)) >= 0)
+		return result;
 	SendPreparePlans(namespace);
 	args[0] = PointerGetDatum(arg);
 	if (SPI_connect() != SPI_OK_CONNECT)

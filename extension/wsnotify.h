@@ -69,6 +69,9 @@ extern bool TokenAlgorithmListIsValid(const char *list, char **bad_name);
 extern void SealPrepare(Oid namespace);
 extern bool SealAppend(StringInfo out, const char *plain, int plain_len);
 
+/* clients.c: live connections counted without the executor */
+extern int64 ClientCount(Oid namespace, const char *column, text *value);
+
 /* outbox.c: websocket_message rows written without the executor */
 #define OUTBOX_NATTS 6
 
