@@ -2,7 +2,12 @@
 """make bench / make bench-full: wsnotify against the stack a web team writes
 instead (bench/peers/node: Node.js + ws + pg LISTEN + jsonwebtoken), on the
 same database, tokens, messages and load generator (bench/loadgen), in one
-run, beside the machine's physical limit (bench/physical).
+run, beside the machine's physical limit, measured two ways: bench/physical
+streams frames without a pause (its readers are never asleep), and
+bench/physical_rounds writes one frame per socket per round with a pause
+between rounds, as the fan-out phase does (each write wakes a sleeping
+reader, which on loopback the writer pays).  The fan-out is reported against
+both.
 
 Both systems share two cores with PostgreSQL, the senders (pgbench) and the
 load generator, so raw rates understate them; every rate is reported with the
@@ -40,6 +45,7 @@ from procstat import rss_kib, sched_cpu_seconds, stop_proc  # noqa: E402
 RESULTS = os.path.join(HERE, "results")
 LOADGEN = os.path.join(HERE, "loadgen")
 PHYSICAL = os.path.join(HERE, "physical")
+PHYSICAL_ROUNDS = os.path.join(HERE, "physical_rounds")
 PEER = os.path.join(HERE, "peers", "node", "server.js")
 TOPIC = "bench"
 T_NOW = "(extract(epoch from clock_timestamp()) * 1e6)::bigint"
@@ -155,8 +161,9 @@ class Fleet:
     """Several loadgen processes (a process may hold 20,000 open files)."""
 
     PER_PROC = 18000
+    SOURCES = 8          # each process spreads its connections over 127.0.0.1-8
 
-    def __init__(self, ports, conns, users=None, path="/", subscribe=None, sources=8,
+    def __init__(self, ports, conns, users=None, path="/", subscribe=None, sources=SOURCES,
                  rss_probe=None, expect=None, concurrency=128):
         self.gens = []
         users = users or conns
@@ -581,6 +588,29 @@ def physical(sockets, frames):
     return r
 
 
+def physical_rounds(sockets, rounds):
+    """The paced probe at a fan-out's socket count, its readers laid out as the
+    fan-out's Fleet: one reader process per loadgen process (PER_PROC sockets
+    each, the last the rest), each spreading its sockets over the same sources.
+    A round is one write() per socket, then 0.3 s of pause: run.py's rounds
+    leave the generators idle between messages for longer than they need to
+    fall asleep (a reset, a new SQL session, a 50 ms poll), so every write
+    wakes a sleeping reader in both."""
+    out = subprocess.run([PHYSICAL_ROUNDS, str(sockets), str(rounds),
+                          "--per-reader", str(Fleet.PER_PROC), "--sources", str(Fleet.SOURCES)],
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"physical_rounds: {out.stderr[-300:]} {out.stdout[-300:]}")
+    # "N sockets, R rounds: W writes in C CPU s: X writes per CPU-second"
+    line = out.stdout.strip().splitlines()[-1]
+    words = line.split(":")[-1].split()
+    r = {"sockets": sockets, "rounds": rounds, "writes_per_cpu_s": float(words[0]),
+         "readers": -(-sockets // Fleet.PER_PROC), "sources": Fleet.SOURCES, "line": line}
+    log(f"  paced physical limit at {sockets} sockets: {r['writes_per_cpu_s']:.0f} writes "
+        f"per CPU-s ({rounds} rounds)")
+    return r
+
+
 # --- report --------------------------------------------------------------------
 
 def summarize(d, name):
@@ -605,6 +635,23 @@ def summarize(d, name):
         "broadcast_all_ms": fan["broadcast"]["all_ms"],
         "trigger_overhead_pct": round(overhead, 1),
     }
+
+
+def fanout_table(d, name):
+    """Each fan-out against both probes at its socket count, side by side."""
+    def nearest(rows, n):
+        return min(rows, key=lambda r: abs(r["sockets"] - n))["writes_per_cpu_s"]
+
+    lines = ["| fan-out | deliveries per CPU-s | stream probe | % of stream | paced probe "
+             "| % of paced |", "|---|---:|---:|---:|---:|---:|"]
+    for fan in d["systems"][name]["fanout"]:
+        n = fan["connections"]
+        stream, paced = nearest(d["physical"], n), nearest(d["physical_rounds"], n)
+        for kind in ("broadcast", "topic"):
+            v = fan[kind]["deliveries_per_cpu_s"] or 0
+            lines.append(f"| {name} {kind} to {n} | {v:.0f} | {stream:.0f} | "
+                         f"{percent(v, stream):.1f} | {paced:.0f} | {percent(v, paced):.1f} |")
+    return "\n".join(lines)
 
 
 def table(summary):
@@ -705,6 +752,8 @@ def main():
         "pgbench_seconds": 15 if full else 5,
         # the probe at the socket counts the scenarios use, to compare like with like
         "physical": [1000, 10000, 19000] if full else [1000, 5000],
+        # the paced probe, at each fan-out count just before the first system's fan-out
+        "physical_rounds": 20,
     }
     os.makedirs(RESULTS, exist_ok=True)
     started = time.time()
@@ -718,13 +767,18 @@ def main():
     try:
         log("physical limit")
         d["physical"] = [physical(n, 2_000_000 if full else 1_000_000) for n in cfg["physical"]]
+        d["physical_rounds"] = []
         for s in systems:
             log(f"== {s.name}")
             r = d["systems"][s.name] = {}
             r["idle"] = [idle(env, s, n, b) for n, b in cfg["idle"]]
             r["per_user"] = [per_user(env, s, u, cfg["rates"], cfg["seconds"],
                                       cfg["batch_seconds"]) for u in cfg["users"]]
-            r["fanout"] = [fanout(env, s, n, cfg["rounds"]) for n in cfg["fanout"]]
+            r["fanout"] = []
+            for n in cfg["fanout"]:
+                if not any(p["sockets"] == n for p in d["physical_rounds"]):
+                    d["physical_rounds"].append(physical_rounds(n, cfg["physical_rounds"]))
+                r["fanout"].append(fanout(env, s, n, cfg["rounds"]))
         log("== pgbench")
         d["pgbench"] = pgbench_cost(env, systems, cfg["pgbench_clients"], cfg["pgbench_seconds"])
     finally:
@@ -751,6 +805,21 @@ def main():
         "send_ws_pct_of_pg_notify_tps": round(min(
             percent(v["send_ws"], v["pg_notify"]) for v in single.values()), 1),
     }
+    # every fan-out against both probes: the stream probe's ratio (above, and per kind
+    # here) and the paced probe's, whose pacing matches the fan-out's rounds
+    for fan in d["systems"][systems[0].name]["fanout"]:
+        n = fan["connections"]
+        paced = next(p["writes_per_cpu_s"] for p in d["physical_rounds"] if p["sockets"] == n)
+        got = {k: fan[k]["deliveries_per_cpu_s"] or 0 for k in ("broadcast", "topic")}
+        x = summary["extra"]
+        x[f"physical_rounds_writes_per_cpu_s_{n}"] = round(paced)
+        x[f"fanout_per_cpu_s_pct_of_paced_physical_at_{n}"] = round(percent(
+            min(got.values()), paced), 1)
+        for k, v in got.items():
+            x[f"fanout_per_cpu_s_pct_of_physical_at_{n}_{k}"] = round(percent(
+                v, physical_at(n)), 1)
+            x[f"fanout_per_cpu_s_pct_of_paced_physical_at_{n}_{k}"] = round(percent(
+                v, paced), 1)
     with open(os.path.join(RESULTS, "details.json"), "w") as f:
         json.dump(d, f, indent=1)
     with open(os.path.join(RESULTS, "summary.json"), "w") as f:
@@ -760,6 +829,9 @@ def main():
         for p in made:
             shutil.copy(p, os.path.join(ROOT, "docs", "img", "bench-" + os.path.basename(p)))
     print(table(summary))
+    print()
+    for s in systems:
+        print(fanout_table(d, s.name))
     print(f"\n{d['mode']} run, {d['seconds']} s; bench/results/summary.json"
           + (", plots: " + ", ".join(os.path.relpath(p, ROOT) for p in made) if made else ""))
 
