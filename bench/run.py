@@ -496,8 +496,11 @@ def per_user(env, system, users, rates, seconds, batch_seconds):
         system.stop()
 
 
-def fanout(env, system, n, rounds):
-    """(4) broadcast and topic to n connections: time to half and to all."""
+def fanout(env, system, n, rounds, kinds=("broadcast", "topic"), around=None):
+    """(4) broadcast and topic to n connections: time to half and to all.
+    around(pids), if given, is called once everything is connected and
+    subscribed; what it returns is called after the last round (bench/fanout_ab.py
+    starts and stops `perf record` with it)."""
     out = {"connections": n}
     system.start(1)
     pids = system.pids()
@@ -506,7 +509,10 @@ def fanout(env, system, n, rounds):
         fleet.wait_connected()
         system.subscribe_all()
         time.sleep(0.5)
+        done = around(pids) if around else None
         for kind, sql in (("broadcast", system.sql_broadcast()), ("topic", system.sql_topic())):
+            if kind not in kinds:
+                continue
             halves, alls, delivered, cpu = [], [], 0, 0.0
             others = {"loadgen_cpu_s": 0.0, "other_cpu_s": 0.0}
             for _ in range(rounds):
@@ -539,6 +545,8 @@ def fanout(env, system, n, rounds):
                          "complete_rounds": len(alls)}
             log(f"  {system.name} {kind} to {n}: all in {out[kind]['all_ms']} ms (median), "
                 f"{out[kind]['deliveries_per_cpu_s'] or 0:.0f} per CPU-s")
+        if done:
+            done()
         return out
     finally:
         fleet.stop()
