@@ -574,10 +574,9 @@ def pgbench_cost(env, systems, clients_list, seconds):
         env.sql("TRUNCATE websocket_message")
         out[clients] = row
         log(f"  tpcb-like, {clients} clients: {row}")
-    # one message per transaction: send_ws against a bare pg_notify (which writes no WAL
-    # and so waits for no flush), and against what a durable hand-written version costs:
-    # a row in an outbox table and a pg_notify (its commit holds NOTIFY's commit lock
-    # across the WAL flush, like send_ws's), and the row alone (no NOTIFY: group commit)
+    # one message per transaction: send_ws against a bare pg_notify (which writes no WAL),
+    # and against what a durable hand-written version costs: a row in an outbox table and
+    # a pg_notify in one transaction, and the row alone
     env.sql("CREATE TABLE IF NOT EXISTS bench_outbox (id bigserial PRIMARY KEY, "
             "user_id text, body jsonb)")
     row_sql = "INSERT INTO bench_outbox (user_id, body) VALUES ('u1', '{\"x\": 1}')"
@@ -594,25 +593,6 @@ def pgbench_cost(env, systems, clients_list, seconds):
         env.sql("TRUNCATE websocket_message, bench_outbox")
         log(f"  one message per transaction, {clients} clients: {bare[clients]}")
     return {"tpcb": out, "single": bare}
-
-
-def fsync_probe(env):
-    """Microseconds one WAL flush takes here: pg_test_fsync's fdatasync (the default
-    wal_sync_method) for one 8 kB write, in the cluster's pg_wal."""
-    path = os.path.join(env.cluster.data, "pg_wal", "fsync_probe")
-    out = subprocess.run([os.path.join(PGBIN, "pg_test_fsync"), "-s", "2", "-f", path],
-                         capture_output=True, text=True, timeout=120)
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-    for line in out.stdout.splitlines():
-        fields = line.split()
-        if fields[:1] == ["fdatasync"] and "usecs/op" in fields:
-            us = float(fields[fields.index("usecs/op") - 1])
-            log(f"  one WAL flush (fdatasync of 8 kB): {us:.0f} us")
-            return us
-    raise RuntimeError(f"pg_test_fsync: {out.stderr[-300:]} {out.stdout[-300:]}")
 
 
 def physical(sockets, frames):
@@ -805,7 +785,6 @@ def main():
         log("physical limit")
         d["physical"] = [physical(n, 2_000_000 if full else 1_000_000) for n in cfg["physical"]]
         d["physical_rounds"] = []
-        d["fsync_us"] = fsync_probe(env)
         for s in systems:
             log(f"== {s.name}")
             r = d["systems"][s.name] = {}
@@ -844,7 +823,6 @@ def main():
             percent(v["send_ws"], v["pg_notify"]) for v in single.values()), 1),
         **{f"send_ws_pct_of_insert_and_pg_notify_tps_{c}": round(percent(
             v["send_ws"], v["insert_and_pg_notify"]), 1) for c, v in single.items()},
-        "physical_fsync_us": round(d["fsync_us"], 1),
     }
     # every fan-out against both probes: the stream probe's ratio (above, and per kind
     # here) and the paced probe's, whose pacing matches the fan-out's rounds
