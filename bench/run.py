@@ -297,6 +297,18 @@ class WsnotifySystem(Servers):
         return ("PERFORM send_ws(NEW.aid::text, jsonb_build_object('account', NEW.aid, "
                 "'delta', NEW.delta));")
 
+    def counters(self):
+        """How each message reached the bridges: from the NOTIFY payload or fetched."""
+        out = {}
+        for port in self.ports:
+            for line in http_get(port, "/metrics").splitlines():
+                name, _, value = line.partition(" ")
+                for key in ("notifications_total", "rows_inline_total", "rows_fetched_total",
+                            "inline_rejected_total"):
+                    if name == "wsnotify_" + key:
+                        out[key] = out.get(key, 0) + int(float(value))
+        return out
+
     subscribe_action = None
 
 
@@ -339,6 +351,15 @@ class NodeSystem(Servers):
     def trigger_body(self):
         return (f"PERFORM pg_notify('{self.channel}', json_build_object('user', NEW.aid::text, "
                 "'data', json_build_object('account', NEW.aid, 'delta', NEW.delta))::text);")
+
+    def counters(self):
+        return {}
+
+
+def http_get(port, path):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+        return r.read().decode()
 
 
 def http_status(port, path):
@@ -467,15 +488,17 @@ def per_user(env, system, users, rates, seconds, batch_seconds):
         fleet.wait_connected()
         for rate in rates:
             script = f"\\set uid random(0, {users - 1})\n" + system.sql_user("'u' || :uid")
+            before = system.counters()
             tps, _, cpus, r = pgbench_phase(env, fleet, pids, script, 2 if rate else 8, seconds,
                                             rate, lambda tps: tps * seconds, 10)
+            counters = {k: v - before.get(k, 0) for k, v in system.counters().items()}
             cpu = cpus["cpu_s"]
             key = f"rate_{rate}" if rate else "saturation"
             out[key] = {"rate": rate, "tps": tps, "received": r["received"],
                         "deliveries_per_s": r["received"] / seconds, **cpus,
                         "deliveries_per_cpu_s": r["received"] / cpu if cpu else None,
                         "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-                        "max_ms": r["max_us"] / 1000}
+                        "max_ms": r["max_us"] / 1000, "server_counters": counters}
             log(f"  {system.name} {users} users, {key}: {tps:.0f} msgs/s sent, "
                 f"p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms, "
                 f"{out[key]['deliveries_per_cpu_s'] or 0:.0f} per CPU-s")
