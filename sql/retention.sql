@@ -22,5 +22,16 @@ CALL send_many(5, 100);
 SELECT count(*) AS kept, min((body ->> 'i')::int) AS oldest_kept FROM websocket_message;
 
 RESET wsnotify.retention;
+
+-- A purge that finds nothing expired is not repeated by small commits for a
+-- tenth of the retention (at most a second): 1,000 one-message commits, each
+-- with a 1% chance of a turn, call the purge once, not about ten times.
+SET track_functions = 'all';
+CALL send_many(1000, 1);
+SELECT pg_stat_force_next_flush();
+SELECT calls BETWEEN 1 AND 2 AS purged_once
+FROM pg_stat_user_functions WHERE funcname = 'wsnotify_purge';
+RESET track_functions;
+
 DROP PROCEDURE send_many(int, int);
 DROP EXTENSION wsnotify;
