@@ -93,6 +93,9 @@ metrics_render(size_t *len)
 	C("rows_fetched_total", "Outbox rows fetched for this bridge.", metrics.rows_fetched);
 	C("rows_inline_total", "Messages delivered from a NOTIFY payload, without a fetch.",
 	  metrics.rows_inline);
+	C("inline_held_total",
+	  "Messages whose NOTIFY payload arrived during a fetch: held, then delivered or found fetched.",
+	  metrics.inline_held);
 	C("inline_rejected_total",
 	  "NOTIFY payloads that did not open with the inline key or did not parse (then fetched).",
 	  metrics.inline_rejected);

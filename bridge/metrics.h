@@ -29,6 +29,7 @@ struct metrics {
 	uint64_t rows_fetched;
 	uint64_t rows_inline;
 	uint64_t inline_rejected;
+	uint64_t inline_held;
 	uint64_t pings_timed_out;
 	uint64_t client_frames_in;
 	uint64_t handler_calls;

@@ -256,3 +256,58 @@ def test_resume_seam_is_exact_while_small_messages_stream_inline(bridge, db):
     assert bridge.metrics()["wsnotify_rows_inline_total"] > inline0
     replayed = [int(n) for n in re.findall(r"resumed: (\d+) missed messages replayed", bridge.log())]
     assert any(replayed), replayed       # (the last resume may close before its replay ends)
+
+
+def test_notifications_arriving_during_a_fetch_are_delivered_after_it_in_order(bridge, db):
+    """Four senders stream small messages while a fifth sends ones over 1 kB,
+    which the bridge must fetch. A NOTIFY that reaches the bridge while a
+    fetch is in flight (the backend sends waiting notifications when it reads
+    the fetch) is held, then delivered when the fetch ends or found among its
+    rows, instead of asking for another fetch; the client still gets every
+    message once, each sender's in its order. The senders run until a hold
+    has happened (well under a second here), at most 20 s."""
+    stop = [False]
+    sent = {}
+
+    def sender(name, big):
+        with db.connect() as conn:
+            i = 0
+            while not stop[0]:
+                body = {"s": name, "i": i}
+                if big:
+                    body["pad"] = "x" * 1500
+                    time.sleep(0.005)
+                conn.execute("SELECT send_ws('dora', %s::jsonb)", (json.dumps(body),))
+                i += 1
+            sent[name] = i
+
+    held0 = bridge.metrics()["wsnotify_inline_held_total"]
+
+    async def go():
+        ws = await connect(bridge, "dora")
+        tasks = [asyncio.create_task(asyncio.to_thread(sender, f"s{k}", k == 4))
+                 for k in range(5)]
+        got = {}
+
+        async def drain(until):
+            while time.time() < until:
+                try:
+                    m = await asyncio.wait_for(ws.recv(), 0.05)
+                except asyncio.TimeoutError:
+                    continue
+                m = json.loads(m)
+                got.setdefault(m["s"], []).append(m["i"])
+
+        deadline = time.time() + 20
+        while time.time() < deadline and bridge.metrics()["wsnotify_inline_held_total"] == held0:
+            await drain(time.time() + 0.2)
+        stop[0] = True
+        await asyncio.gather(*tasks)
+        while sum(len(v) for v in got.values()) < sum(sent.values()):
+            m = await recv_json(ws)
+            got.setdefault(m["s"], []).append(m["i"])
+        await expect_silence(ws, 0.3)
+        assert {s: got.get(s, []) for s in sent} == {s: list(range(n)) for s, n in sent.items()}
+        await ws.close()
+    run(go(), timeout=60)
+    assert bridge.metrics()["wsnotify_inline_held_total"] > held0
