@@ -35,12 +35,12 @@ static lws_sorted_usec_list_t heartbeat_sul, poll_sul;
  * 2.9 ms instead of 0.1: docs/benchmarks.md).
  */
 struct held {
-	struct held *next;
+	struct held *next, *prev;	/* utlist DL: held->prev is the tail */
 	int64_t first, last;
 	char *plain;
 	size_t plain_len;
 };
-static struct held *held_head, *held_tail;
+static struct held *held;
 static long long held_count;
 
 static void deliver_fetch(void);
@@ -299,37 +299,32 @@ deliver_inline_plain(int64_t first, int64_t last, const char *plain, size_t plai
 static void
 deliver_held_clear(void)
 {
-	struct held *h;
+	struct held *h, *tmp;
 
-	while ((h = held_head)) {
-		held_head = h->next;
+	DL_FOREACH_SAFE(held, h, tmp) {
+		DL_DELETE(held, h);
 		free(h->plain);
 		free(h);
 	}
-	held_tail = NULL;
 	held_count = 0;
 }
 
 /*
- * After a fetch: deliver the held payloads that follow the cursor, drop
- * those it covered; at a gap, drop the rest and fetch again.
+ * After a fetch: deliver the held payloads that follow the cursor, skip
+ * those it covered; at a gap, fetch again (the next fetch reads the rest).
  */
 static void
 deliver_held_drain(void)
 {
 	struct held *h;
 
-	while ((h = held_head)) {
-		held_head = h->next;
-		if (h->first == cursor + 1) {
+	DL_FOREACH(held, h) {
+		if (h->first == cursor + 1)
 			deliver_inline_plain(h->first, h->last, h->plain, h->plain_len);
-		} else if (h->last > cursor) {
+		else if (h->last > cursor) {
 			fetch_again = true;
-			held_head = h;
 			break;
 		}
-		free(h->plain);
-		free(h);
 	}
 	deliver_held_clear();
 }
@@ -374,7 +369,7 @@ deliver_inline(const char *payload, int64_t last)
 		return false;
 	}
 	if (started && (fetch_inflight || fetch_again) && held_count < cf_fetch_batch &&
-	    (held_tail ? first == held_tail->last + 1 : first > cursor)) {
+	    (held ? first == held->prev->last + 1 : first > cursor)) {
 		struct held *h = calloc(1, sizeof(*h));
 
 		if (h) {
@@ -382,11 +377,7 @@ deliver_inline(const char *payload, int64_t last)
 			h->last = last;
 			h->plain = plain;
 			h->plain_len = plain_len;
-			if (held_tail)
-				held_tail->next = h;
-			else
-				held_head = h;
-			held_tail = h;
+			DL_APPEND(held, h);
 			held_count++;
 			metrics.inline_held += (uint64_t) count;
 			if (last > notified)

@@ -160,22 +160,6 @@ main_soon_cb(struct ev_loop *loop, ev_timer *timer, int revents)
 
 	(void) loop;
 	(void) revents;
-	s->fn(s);
-}
-
-void
-main_soon(struct main_soon *s, void (*fn)(struct main_soon *s))
-{
-	if (ev_is_active(&s->timer))
-		return;
-	s->fn = fn;
-	ev_timer_init(&s->timer, main_soon_cb, 0., 0.);
-	ev_timer_start(main_loop, &s->timer);
-}
-
-static void
-main_soon_writable_cb(struct main_soon *s)
-{
 	if (*s->wsi)
 		lws_callback_on_writable(*s->wsi);
 }
@@ -183,8 +167,11 @@ main_soon_writable_cb(struct main_soon *s)
 void
 main_soon_writable(struct main_soon *s, struct lws *const *wsi)
 {
+	if (ev_is_active(&s->timer))
+		return;
 	s->wsi = wsi;
-	main_soon(s, main_soon_writable_cb);
+	ev_timer_init(&s->timer, main_soon_cb, 0., 0.);
+	ev_timer_start(main_loop, &s->timer);
 }
 
 void

@@ -164,10 +164,7 @@ registry_remove(struct conn *c)
 struct conn *
 registry_find(const char *id)
 {
-	struct conn *c;
-
-	HASH_FIND_STR(conns_by_id, id, c);
-	return c;
+	return registry_find_len(id, strlen(id));
 }
 
 /* Find a connection by an id of len bytes, not NUL-terminated. */
