@@ -39,7 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 import psycopg  # noqa: E402
-from conftest import BRIDGE, PGBIN, SECRET, Cluster, free_port, wait_for  # noqa: E402
+from conftest import (BRIDGE, PGBIN, SECRET, Cluster, free_port, http_get,  # noqa: E402
+                      parse_metrics, wait_for)
 from procstat import rss_kib, sched_cpu_seconds, stop_proc  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
@@ -301,12 +302,14 @@ class WsnotifySystem(Servers):
         """How each message reached the bridges: from the NOTIFY payload or fetched."""
         out = {}
         for port in self.ports:
-            for line in http_get(port, "/metrics").splitlines():
-                name, _, value = line.partition(" ")
-                for key in ("notifications_total", "rows_inline_total", "rows_fetched_total",
-                            "inline_rejected_total"):
-                    if name == "wsnotify_" + key:
-                        out[key] = out.get(key, 0) + int(float(value))
+            status, body = http_get(port, "/metrics")
+            if status != 200:
+                raise RuntimeError(f"wsnotify-bridge /metrics: status {status}")
+            metrics = parse_metrics(body)
+            for key in ("notifications_total", "rows_inline_total", "rows_fetched_total",
+                        "inline_rejected_total"):
+                if "wsnotify_" + key in metrics:
+                    out[key] = out.get(key, 0) + int(metrics["wsnotify_" + key])
         return out
 
     subscribe_action = None
@@ -356,22 +359,8 @@ class NodeSystem(Servers):
         return {}
 
 
-def http_get(port, path):
-    import urllib.request
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-        return r.read().decode()
-
-
 def http_status(port, path):
-    import urllib.error
-    import urllib.request
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return 0
+    return http_get(port, path)[0]
 
 
 # --- the environment: one cluster, one database --------------------------------

@@ -150,6 +150,27 @@ def db(cluster):
     d.drop()
 
 
+def http_get(port, path):
+    """(status, body) of a GET to 127.0.0.1:port, (0, '') when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def parse_metrics(text):
+    """A /metrics page as {name{labels}: value}."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
 class Bridge:
     """One wsnotify-bridge process on a free port."""
 
@@ -189,25 +210,14 @@ class Bridge:
 
     def get(self, path):
         """(status, body) of a GET, (0, '') when nothing answers."""
-        try:
-            with urllib.request.urlopen(self.url(path), timeout=2) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return 0, ""
+        return http_get(self.port, path)
 
     def healthz(self):
         return self.get("/healthz")
 
     def metrics(self):
         """Metrics as {name{labels}: value}."""
-        out = {}
-        for line in self.get("/metrics")[1].splitlines():
-            if line and not line.startswith("#"):
-                k, v = line.rsplit(" ", 1)
-                out[k] = float(v)
-        return out
+        return parse_metrics(self.get("/metrics")[1])
 
     def signal(self, sig):
         self.proc.send_signal(sig)
