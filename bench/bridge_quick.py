@@ -21,8 +21,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "e2e"))
 import psycopg  # noqa: E402
 import websockets  # noqa: E402
-from conftest import Bridge, Cluster, Database, token  # noqa: E402
-from procstat import add_template, rss_kib  # noqa: E402
+from conftest import Bridge, Cluster, Database, add_template, token  # noqa: E402
+from procstat import rss_kib  # noqa: E402
 
 
 async def open_many(url_of, n, concurrency, local_addr=None):

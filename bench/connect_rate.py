@@ -27,8 +27,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "e2e"))
-from conftest import BRIDGE, Bridge, Cluster, Database, SECRET  # noqa: E402
-from procstat import add_template, postgres_pids, stat_cpu_seconds  # noqa: E402
+from conftest import BRIDGE, Bridge, Cluster, Database, SECRET, add_template  # noqa: E402
+from procstat import postgres_pids, stat_cpu_seconds  # noqa: E402
 
 def one_run(args, db):
     b = Bridge(db, ["--max-connections", str(args.conns + 1000), "--log-level", "warn",

@@ -36,8 +36,8 @@ args = ap.parse_args()
 if args.bridge:
     os.environ["WSNOTIFY_BRIDGE"] = os.path.abspath(args.bridge)
 sys.path.insert(0, os.path.join(HERE, "..", "test", "e2e"))
-from conftest import SECRET, Bridge, Cluster, Database  # noqa: E402
-from procstat import add_template, stop_proc  # noqa: E402
+from conftest import SECRET, Bridge, Cluster, Database, add_template  # noqa: E402
+from procstat import stop_proc  # noqa: E402
 
 LOADGEN = os.path.join(HERE, "loadgen")
 

@@ -42,8 +42,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "e2e"))
 import psycopg  # noqa: E402
 import websockets  # noqa: E402
-from conftest import Bridge, Cluster, Database, token  # noqa: E402
-from procstat import add_template, sched_cpu_seconds, stat_cpu_seconds  # noqa: E402
+from conftest import Bridge, Cluster, Database, add_template, token  # noqa: E402
+from procstat import sched_cpu_seconds, stat_cpu_seconds  # noqa: E402
 
 TOPIC = "bench"
 

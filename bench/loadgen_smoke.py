@@ -33,8 +33,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "test", "e2e"))
 import psycopg  # noqa: E402
-from conftest import SECRET, Bridge, Cluster, Database  # noqa: E402
-from procstat import add_template, rss_kib, stop_proc  # noqa: E402
+from conftest import SECRET, Bridge, Cluster, Database, add_template  # noqa: E402
+from procstat import rss_kib, stop_proc  # noqa: E402
 
 LOADGEN = os.path.join(HERE, "loadgen")
 

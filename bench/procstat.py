@@ -1,12 +1,10 @@
-"""Helpers shared by the bench scripts (and test/soak): CPU time and memory of
-processes from /proc, stopping a child process, and a throwaway cluster with the
-wsnotify_template database that test/e2e/conftest.py's Database clones.
+"""Helpers shared by the bench scripts: CPU time and memory of processes from
+/proc, and stopping a child process.  (The wsnotify_template setup of a
+throwaway cluster is test/e2e/conftest.py's add_template.)
 """
 import os
 import signal
 import subprocess
-
-import psycopg
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -82,13 +80,3 @@ def stop_proc(p, sig=signal.SIGTERM, timeout=15):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-
-
-def add_template(cluster):
-    """Create wsnotify_template (the extension, and the bridge role) in a started
-    conftest Cluster, as test/e2e's cluster fixture does; Database(cluster) clones it."""
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as c:
-        c.execute("CREATE DATABASE wsnotify_template")
-    with psycopg.connect(cluster.dsn("wsnotify_template"), autocommit=True) as c:
-        c.execute("CREATE EXTENSION wsnotify")
-        c.execute("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")

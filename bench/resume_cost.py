@@ -29,8 +29,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "e2e"))
 import psycopg  # noqa: E402
 import websockets  # noqa: E402
-from conftest import Bridge, Cluster, Database, token  # noqa: E402
-from procstat import add_template, stat_cpu_seconds  # noqa: E402
+from conftest import Bridge, Cluster, Database, add_template, token  # noqa: E402
+from procstat import stat_cpu_seconds  # noqa: E402
 
 def send(db, users, total, per_tx, sessions=4):
     """Commit `total` messages round-robin over users; return elapsed seconds."""

@@ -106,15 +106,22 @@ max_connections = 100
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def add_template(cluster):
+    """Create wsnotify_template (the extension, and the bridge role) in a started
+    Cluster; Database(cluster) clones it.  The bench scripts and test/soak call
+    it on their own clusters."""
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE wsnotify_template")
+    with psycopg.connect(cluster.dsn("wsnotify_template"), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION wsnotify")
+        conn.execute("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")
+
+
 @pytest.fixture(scope="session")
 def cluster():
     c = Cluster()
     c.init()
-    with psycopg.connect(c.dsn("postgres"), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE wsnotify_template")
-    with psycopg.connect(c.dsn("wsnotify_template"), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION wsnotify")
-        conn.execute("CREATE ROLE bridge LOGIN IN ROLE wsnotify_bridge")
+    add_template(c)
     yield c
     c.destroy()
 

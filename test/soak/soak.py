@@ -26,12 +26,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import websockets  # noqa: E402
 
-from conftest import Bridge, Cluster, Database, token  # noqa: E402
-from procstat import add_template  # noqa: E402
+from conftest import Bridge, Cluster, Database, add_template, token  # noqa: E402
 
 
 class SoakClient:
