@@ -666,16 +666,19 @@ def summarize(d, name):
     }
 
 
+def probe_at(rows, n):
+    """Writes per CPU-s of the probe run (d["physical"] or d["physical_rounds"])
+    whose socket count is nearest n."""
+    return min(rows, key=lambda r: abs(r["sockets"] - n))["writes_per_cpu_s"]
+
+
 def fanout_table(d, name):
     """Each fan-out against both probes at its socket count, side by side."""
-    def nearest(rows, n):
-        return min(rows, key=lambda r: abs(r["sockets"] - n))["writes_per_cpu_s"]
-
     lines = ["| fan-out | deliveries per CPU-s | stream probe | % of stream | paced probe "
              "| % of paced |", "|---|---:|---:|---:|---:|---:|"]
     for fan in d["systems"][name]["fanout"]:
         n = fan["connections"]
-        stream, paced = nearest(d["physical"], n), nearest(d["physical_rounds"], n)
+        stream, paced = probe_at(d["physical"], n), probe_at(d["physical_rounds"], n)
         for kind in ("broadcast", "topic"):
             v = fan[kind]["deliveries_per_cpu_s"] or 0
             lines.append(f"| {name} {kind} to {n} | {v:.0f} | {stream:.0f} | "
@@ -819,7 +822,7 @@ def main():
     if len(systems) > 1:
         summary["peer"] = summarize(d, systems[1].name)
     def physical_at(n):
-        return min(d["physical"], key=lambda r: abs(r["sockets"] - n))["writes_per_cpu_s"]
+        return probe_at(d["physical"], n)
 
     summary["physical_writes_per_cpu_s"] = round(physical_at(cfg["users"][0]))
     single = d["pgbench"]["single"]
@@ -840,7 +843,7 @@ def main():
     # here) and the paced probe's, whose pacing matches the fan-out's rounds
     for fan in d["systems"][systems[0].name]["fanout"]:
         n = fan["connections"]
-        paced = next(p["writes_per_cpu_s"] for p in d["physical_rounds"] if p["sockets"] == n)
+        paced = probe_at(d["physical_rounds"], n)     # run at each fan-out's n
         got = {k: fan[k]["deliveries_per_cpu_s"] or 0 for k in ("broadcast", "topic")}
         x = summary["extra"]
         x[f"physical_rounds_writes_per_cpu_s_{n}"] = round(paced)
