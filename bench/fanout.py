@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import psycopg  # noqa: E402
 import websockets  # noqa: E402
 from conftest import Bridge, Cluster, Database, add_template, token  # noqa: E402
-from procstat import sched_cpu_seconds, stat_cpu_seconds  # noqa: E402
+from procstat import perf_record, sched_cpu_seconds, stat_cpu_seconds  # noqa: E402
 
 TOPIC = "bench"
 
@@ -273,17 +273,14 @@ def main():
                 physical = float(out.split(":")[-1].split()[0])
                 print(f"# physical: {out.strip()}", file=sys.stderr, flush=True)
             for kind in args.kinds.split(","):
-                perf = None
+                stop_perf = None
                 if args.perf:
-                    os.makedirs(args.perf, exist_ok=True)
-                    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-p", str(b.proc.pid),
-                                             "-o", os.path.join(args.perf, f"{opened}-{kind}.data")],
-                                            stdout=subprocess.DEVNULL)
+                    stop_perf = perf_record(b.proc.pid,
+                                            os.path.join(args.perf, f"{opened}-{kind}.data"))
                     time.sleep(1)
                 res, cpu, fine = measure(clients, db, b.proc.pid, opened, kind, args.rounds)
-                if perf:
-                    perf.send_signal(signal.SIGINT)
-                    perf.wait()
+                if stop_perf:
+                    stop_perf()
                 firsts = [x[0] for x in res]
                 halves = [x[1] for x in res]
                 fulls = [x[2] for x in res]

@@ -13,12 +13,11 @@ and the median per binary.
 """
 import argparse
 import os
-import signal
 import statistics
-import subprocess
 import sys
 
 import run  # bench/run.py
+from procstat import perf_record
 
 
 def main():
@@ -32,7 +31,7 @@ def main():
     args = ap.parse_args()
     bridges = args.bridges.split(",")
     kinds = tuple(args.kinds.split(","))
-    labels = [f"{chr(ord('A') + i)}" for i in range(len(bridges))]
+    labels = [chr(ord('A') + i) for i in range(len(bridges))]
     env = run.Env()
     system = run.WsnotifySystem(env)
     rows = []       # (n, kind, label, rep, deliveries per CPU-s)
@@ -45,12 +44,8 @@ def main():
                     def around(pids, label=label, rep=rep, n=n):
                         if not args.perf:
                             return None
-                        os.makedirs(args.perf, exist_ok=True)
-                        perf = subprocess.Popen(
-                            ["perf", "record", "-q", "-g", "-p", str(pids[0]), "-o",
-                             os.path.join(args.perf, f"{label}-{n}-{rep}.data")],
-                            stdout=subprocess.DEVNULL)
-                        return lambda: (perf.send_signal(signal.SIGINT), perf.wait())
+                        return perf_record(pids[0],
+                                           os.path.join(args.perf, f"{label}-{n}-{rep}.data"))
 
                     out = run.fanout(env, system, n, args.rounds, kinds, around)
                     for kind in kinds:

@@ -1,5 +1,5 @@
 """Helpers shared by the bench scripts: CPU time and memory of processes from
-/proc, and stopping a child process.  (The wsnotify_template setup of a
+/proc, stopping a child process, and `perf record` of one.  (The wsnotify_template setup of a
 throwaway cluster is test/e2e/conftest.py's add_template.)
 """
 import os
@@ -80,3 +80,16 @@ def stop_proc(p, sig=signal.SIGTERM, timeout=15):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def perf_record(pid, path):
+    """Start `perf record -g` of pid into path (its directory made); return a
+    function that stops it (SIGINT, which has perf write the file) and waits."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-p", str(pid), "-o", path],
+                            stdout=subprocess.DEVNULL)
+
+    def stop():
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
+    return stop
