@@ -33,7 +33,7 @@
 
 #include "wsnotify.h"
 
-static Oid	ClientIndexOn(Relation clients, AttrNumber column);
+static Relation ClientIndexOn(Relation clients, AttrNumber column);
 
 /*
  * How many rows of websocket_client have column = value in the caller's
@@ -45,7 +45,6 @@ ClientCount(Oid namespace, const char *column, text *value)
 	Oid			clients_id = get_relname_relid("websocket_client", namespace);
 	Relation	clients;
 	Relation	index;
-	Oid			index_id;
 	AttrNumber	attnum;
 	ScanKeyData key;
 	IndexScanDesc scan;
@@ -57,15 +56,13 @@ ClientCount(Oid namespace, const char *column, text *value)
 		return -1;
 	clients = table_open(clients_id, AccessShareLock);
 	attnum = get_attnum(clients_id, column);
-	index_id = clients->rd_rel->relrowsecurity || attnum == InvalidAttrNumber ?
-		InvalidOid : ClientIndexOn(clients, attnum);
-	if (!OidIsValid(index_id))
+	index = clients->rd_rel->relrowsecurity || attnum == InvalidAttrNumber ?
+		NULL : ClientIndexOn(clients, attnum);
+	if (index == NULL)
 	{
 		table_close(clients, AccessShareLock);
 		return -1;
 	}
-
-	index = index_open(index_id, AccessShareLock);
 	/* compare the way the index is sorted: ScanKeyInit would use C */
 	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
@@ -85,14 +82,15 @@ ClientCount(Oid namespace, const char *column, text *value)
 /*
  * A valid btree index whose only key is the column, with no predicate, in
  * text's default operator class and the column's collation (an index in a
- * case-insensitive collation would count what "=" does not); or InvalidOid.
+ * case-insensitive collation would count what "=" does not), opened with
+ * AccessShareLock; or NULL.
  */
-static Oid
+static Relation
 ClientIndexOn(Relation clients, AttrNumber column)
 {
 	List	   *indexes = RelationGetIndexList(clients);
 	ListCell   *cell;
-	Oid			found = InvalidOid;
+	Relation	found = NULL;
 	Oid			collation = TupleDescAttr(RelationGetDescr(clients),
 										  column - 1)->attcollation;
 
@@ -107,12 +105,12 @@ ClientIndexOn(Relation clients, AttrNumber column)
 			form->indkey.values[0] == column &&
 			RelationGetIndexPredicate(index) == NIL;
 
-		index_close(index, AccessShareLock);
 		if (usable)
 		{
-			found = lfirst_oid(cell);
+			found = index;
 			break;
 		}
+		index_close(index, AccessShareLock);
 	}
 	list_free(indexes);
 	return found;

@@ -18,7 +18,7 @@
  * When someone has given websocket_message a trigger, a rule, row security,
  * another column, another CHECK constraint, or an index the executor would
  * have to evaluate (expressions, a predicate, an exclusion or deferred
- * constraint), OutboxDirectWritable says no and send.c uses the INSERT.
+ * constraint), OutboxWriterBegin says no and send.c uses the INSERT.
  *
  *-------------------------------------------------------------------------
  */
@@ -60,17 +60,18 @@ static const char *const outbox_checks[] = {
 	"websocket_message_one_body",
 };
 
-static bool OutboxIndexesPlain(Relation outbox);
+static bool OutboxTablePlain(Relation outbox);
+static bool OutboxIndexPlain(Relation index);
 static void OutboxFillSlot(TupleTableSlot *slot, const OutboxRow *row,
 						   TimestampTz sent_at);
 static void OutboxIndexSlot(OutboxWriter *writer, TupleTableSlot *slot);
 
 /*
- * Whether the rows can skip the executor: true only for websocket_message
- * as the extension's script made it.
+ * Whether the table is websocket_message as the extension's script made it:
+ * no trigger, rule or row security, its columns and its CHECKs only.
  */
-bool
-OutboxDirectWritable(Relation outbox)
+static bool
+OutboxTablePlain(Relation outbox)
 {
 	TupleDesc	desc = RelationGetDescr(outbox);
 	TupleConstr *constr = desc->constr;
@@ -103,50 +104,40 @@ OutboxDirectWritable(Relation outbox)
 		if (!ours)
 			return false;
 	}
-	return OutboxIndexesPlain(outbox);
+	return true;
 }
 
 /*
- * Whether every index of the outbox takes its keys straight from columns
- * and checks nothing the executor would have to (a deferred unique check,
- * an exclusion constraint, a partial index's predicate).
+ * Whether an index takes its keys straight from columns and checks nothing
+ * the executor would have to (a deferred unique check, an exclusion
+ * constraint, a partial index's predicate).
  */
 static bool
-OutboxIndexesPlain(Relation outbox)
+OutboxIndexPlain(Relation index)
 {
-	List	   *indexes = RelationGetIndexList(outbox);
-	ListCell   *cell;
-	bool		plain = true;
-
-	foreach(cell, indexes)
-	{
-		Relation	index = index_open(lfirst_oid(cell), RowExclusiveLock);
-		Form_pg_index form = index->rd_index;
-
-		plain = form->indimmediate && !form->indisexclusion &&
-			RelationGetIndexExpressions(index) == NIL &&
-			RelationGetIndexPredicate(index) == NIL;
-		index_close(index, RowExclusiveLock);
-		if (!plain)
-			break;
-	}
-	list_free(indexes);
-	return plain;
+	return index->rd_index->indimmediate && !index->rd_index->indisexclusion &&
+		RelationGetIndexExpressions(index) == NIL &&
+		RelationGetIndexPredicate(index) == NIL;
 }
 
 /*
  * Open the outbox's indexes and make the slots for up to count rows: the
- * part of writing that needs no id, done before the commit lock.  The caller
- * has checked OutboxDirectWritable and holds RowExclusiveLock on the outbox.
+ * part of writing that needs no id, done before the commit lock.  NULL when
+ * the rows cannot skip the executor: the table or one of its indexes is not
+ * as the extension made it.  The caller holds RowExclusiveLock on the outbox.
  */
 OutboxWriter *
 OutboxWriterBegin(Relation outbox, int count)
 {
-	OutboxWriter *writer = palloc0(sizeof(OutboxWriter));
-	List	   *index_oids = RelationGetIndexList(outbox);
+	OutboxWriter *writer;
+	List	   *index_oids;
 	ListCell   *cell;
 	int			i;
 
+	if (!OutboxTablePlain(outbox))
+		return NULL;
+	writer = palloc0(sizeof(OutboxWriter));
+	index_oids = RelationGetIndexList(outbox);
 	writer->outbox = outbox;
 	writer->indexes = palloc(sizeof(Relation) * Max(list_length(index_oids), 1));
 	writer->index_infos = palloc(sizeof(IndexInfo *) * Max(list_length(index_oids), 1));
@@ -154,6 +145,13 @@ OutboxWriterBegin(Relation outbox, int count)
 	{
 		Relation	index = index_open(lfirst_oid(cell), RowExclusiveLock);
 
+		if (!OutboxIndexPlain(index))
+		{
+			index_close(index, RowExclusiveLock);
+			list_free(index_oids);
+			OutboxWriterEnd(writer);
+			return NULL;
+		}
 		writer->indexes[writer->index_count] = index;
 		writer->index_infos[writer->index_count] = BuildIndexInfo(index);
 		writer->index_count++;
@@ -206,7 +204,8 @@ OutboxWriterEnd(OutboxWriter *writer)
 		ExecDropSingleTupleTableSlot(writer->slots[i]);
 	for (i = 0; i < writer->index_count; i++)
 		index_close(writer->indexes[i], RowExclusiveLock);
-	pfree(writer->slots);
+	if (writer->slots)
+		pfree(writer->slots);
 	pfree(writer->index_infos);
 	pfree(writer->indexes);
 	pfree(writer);

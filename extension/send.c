@@ -80,10 +80,7 @@
 typedef struct PendingMessage
 {
 	int			nest_level;		/* (sub)transaction that queued it */
-	char		kind;			/* 'u', 'c', 'b', 't' or 'x', as in the outbox */
-	text	   *target;			/* user, connection or topic; NULL to all */
-	Jsonb	   *body;			/* a JSON message, or NULL when binary */
-	bytea	   *body_binary;	/* a binary message, or NULL when JSON */
+	OutboxRow	row;			/* its id drawn at pre-commit */
 } PendingMessage;
 
 /* The queue of the current transaction, in TopTransactionContext. */
@@ -399,10 +396,10 @@ SendQueueMessage(FunctionCallInfo fcinfo, char kind, text *target,
 	PendingMessage *message = palloc(sizeof(PendingMessage));
 
 	message->nest_level = GetCurrentTransactionNestLevel();
-	message->kind = kind;
-	message->target = target ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(target)) : NULL;
-	message->body = body ? (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body)) : NULL;
-	message->body_binary = body_binary ?
+	message->row.kind = kind;
+	message->row.target = target ? (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(target)) : NULL;
+	message->row.body = body ? (Jsonb *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body)) : NULL;
+	message->row.body_binary = body_binary ?
 		(bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(body_binary)) : NULL;
 	pending_messages = lappend(pending_messages, message);
 	pending_namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
@@ -571,16 +568,17 @@ SendInlineMessages(void)
 	foreach(cell, pending_messages)
 	{
 		PendingMessage *message = lfirst(cell);
-		int			target_len = message->target ? VARSIZE_ANY_EXHDR(message->target) : 0;
+		text	   *target = message->row.target;
+		int			target_len = target ? VARSIZE_ANY_EXHDR(target) : 0;
 		char	   *body;
 
-		if (message->kind == 't' || message->body == NULL ||
-			messages->len + target_len + VARSIZE(message->body) > SEND_INLINE_MAX * 2)
+		if (message->row.kind == 't' || message->row.body == NULL ||
+			messages->len + target_len + VARSIZE(message->row.body) > SEND_INLINE_MAX * 2)
 			return NULL;
-		body = JsonbToCString(NULL, &message->body->root, VARSIZE(message->body));
-		appendStringInfo(messages, "%c %d %zu\n", message->kind, target_len, strlen(body));
+		body = JsonbToCString(NULL, &message->row.body->root, VARSIZE(message->row.body));
+		appendStringInfo(messages, "%c %d %zu\n", message->row.kind, target_len, strlen(body));
 		if (target_len > 0)
-			appendBinaryStringInfo(messages, VARDATA_ANY(message->target), target_len);
+			appendBinaryStringInfo(messages, VARDATA_ANY(target), target_len);
 		appendStringInfoString(messages, body);
 		pfree(body);
 		if (messages->len > SEND_INLINE_MAX)
@@ -665,7 +663,7 @@ SendWriteOutbox(Oid outbox_id, Oid sequence, int64 *first_id)
 	int			count = list_length(pending_messages);
 	OutboxRow  *rows = palloc(sizeof(OutboxRow) * count);
 	Relation	outbox = table_open(outbox_id, RowExclusiveLock);
-	OutboxWriter *writer = NULL;
+	OutboxWriter *writer;
 	TimestampTz sent_at;
 	int			i = 0;
 	ListCell   *cell;
@@ -674,14 +672,9 @@ SendWriteOutbox(Oid outbox_id, Oid sequence, int64 *first_id)
 	{
 		PendingMessage *message = lfirst(cell);
 
-		rows[i].kind = message->kind;
-		rows[i].target = message->target;
-		rows[i].body = message->body;
-		rows[i].body_binary = message->body_binary;
-		i++;
+		rows[i++] = message->row;
 	}
-	if (OutboxDirectWritable(outbox))
-		writer = OutboxWriterBegin(outbox, count);
+	writer = OutboxWriterBegin(outbox, count);
 
 	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
 	sent_at = GetCurrentTimestamp();

@@ -95,7 +95,6 @@ typedef struct OutboxWriter
 	int			slot_count;
 } OutboxWriter;
 
-extern bool OutboxDirectWritable(Relation outbox);
 extern OutboxWriter *OutboxWriterBegin(Relation outbox, int count);
 extern void OutboxWriterWrite(OutboxWriter *writer, const OutboxRow *rows,
 							  int count, TimestampTz sent_at);
