@@ -54,9 +54,9 @@ endif
 
 .PHONY: bridge-all bridge-install bridge-clean test demo fuzz soak bench bench-full
 bridge-all:
-	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG)
+	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG) EXTVERSION=$(EXTVERSION)
 bridge-install:
-	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG) install
+	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG) EXTVERSION=$(EXTVERSION) install
 bridge-clean:
 	$(MAKE) -C bridge clean
 

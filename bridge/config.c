@@ -19,6 +19,11 @@
 #include "config.h"
 #include "log.h"
 
+/* bridge/Makefile defines it from EXTVERSION; other builds (fuzz/) may not. */
+#ifndef WSNOTIFY_VERSION
+#define WSNOTIFY_VERSION "unknown"
+#endif
+
 char *cf_dsn, *cf_listen, *cf_bridge_id, *cf_static, *cf_tls_cert_file,
 	*cf_tls_key_file, *cf_log_level, *cf_allowed_origins;
 bool cf_verbose;
@@ -348,6 +353,7 @@ cf_usage(FILE *out)
 	fprintf(out,
 		"usage: wsnotify-bridge [-c FILE] [--dsn CONNINFO] [--listen HOST:PORT]\n"
 		"                       [--bridge-id ID] [--static DIR] [-v] [--KEY VALUE ...]\n"
+		"       wsnotify-bridge --version | --help\n"
 		"every config key is also a flag (dashes for underscores):\n");
 	for (size_t k = 0; k < CF_NKEYS; k++) {
 		char flag[64];
@@ -365,7 +371,7 @@ cf_usage(FILE *out)
 static bool
 cf_parse_args(int argc, char **argv)
 {
-	struct option opts[CF_NKEYS + 4];
+	struct option opts[CF_NKEYS + 5];
 	char names[CF_NKEYS][64];
 	int n = 0, c, idx;
 
@@ -380,6 +386,7 @@ cf_parse_args(int argc, char **argv)
 	}
 	opts[n++] = (struct option) {"config", required_argument, NULL, 'c'};
 	opts[n++] = (struct option) {"help", no_argument, NULL, 'h'};
+	opts[n++] = (struct option) {"version", no_argument, NULL, 'V'};
 	opts[n] = (struct option) {NULL, 0, NULL, 0};
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, &idx)) != -1) {
@@ -391,6 +398,10 @@ cf_parse_args(int argc, char **argv)
 			cf_cli[cf_find("verbose")] = strdup("true");
 		} else if (c == 'h') {
 			cf_usage(stdout);
+			exit(0);
+		} else if (c == 'V') {
+			/* the Makefile's EXTVERSION, the extension's version too */
+			printf("wsnotify-bridge %s\n", WSNOTIFY_VERSION);
 			exit(0);
 		} else if (c >= 1000) {
 			free(cf_cli[c - 1000]);
