@@ -9,6 +9,8 @@
 #   make soak            10-minute soak of the bridge (test/soak; not in make test)
 #   make bench           wsnotify against a Node.js peer, quick (< 5 minutes; bench/run)
 #   make bench-full      the same, full size (100,000 connections; about 15 minutes)
+#   make deb             the Debian packages, into dist/ (debian/make-deb; lintian)
+#   make dist            the PGXN zip, dist/wsnotify-<META.json version>.zip
 
 EXTENSION    = wsnotify
 EXTVERSION   = 1.0
@@ -52,7 +54,7 @@ all install installcheck clean:
 	@exit 1
 endif
 
-.PHONY: bridge-all bridge-install bridge-clean test demo fuzz soak bench bench-full
+.PHONY: bridge-all bridge-install bridge-clean test demo fuzz soak bench bench-full deb dist
 bridge-all:
 	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG) EXTVERSION=$(EXTVERSION)
 bridge-install:
@@ -77,3 +79,16 @@ bench:
 
 bench-full:
 	bench/run --full
+
+deb:
+	debian/make-deb
+
+# PGXN's release: git archive of HEAD under wsnotify-<version>/, so META.json is
+# at the top of the zip and nothing that git does not hold is in it.
+DISTVERSION = $(shell git show HEAD:META.json | sed -n 's/^   "version": "\(.*\)",$$/\1/p')
+dist:
+	@git diff --quiet HEAD -- || echo "make dist: uncommitted changes are not in the zip (it is HEAD)" >&2
+	mkdir -p dist
+	git archive --format=zip --prefix=$(EXTENSION)-$(DISTVERSION)/ \
+	    -o dist/$(EXTENSION)-$(DISTVERSION).zip HEAD
+	@echo "dist/$(EXTENSION)-$(DISTVERSION).zip"
