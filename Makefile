@@ -40,6 +40,12 @@ SHLIB_LINK   = -ljansson -lcrypto
 PG_CONFIG   ?= pg_config
 PGXS        := $(wildcard $(shell $(PG_CONFIG) --pgxs 2>/dev/null))
 
+# The bridge's compiler flags are its own: those of the environment or the
+# command line (dpkg-buildflags' under debian/rules), else bridge/Makefile's
+# defaults; never PGXS's, which would reach it as exported variables.  Taken
+# before PGXS is included.
+BRIDGE_FLAGS := $(foreach v,CFLAGS CPPFLAGS LDFLAGS,$(if $(filter environment command line,$(origin $(v))),$(v)='$($(v))'))
+
 ifneq ($(PGXS),)
 include $(PGXS)
 
@@ -56,9 +62,9 @@ endif
 
 .PHONY: bridge-all bridge-install bridge-clean test demo fuzz soak bench bench-full deb dist
 bridge-all:
-	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG) EXTVERSION=$(EXTVERSION)
+	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG) EXTVERSION=$(EXTVERSION) $(BRIDGE_FLAGS)
 bridge-install:
-	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG) EXTVERSION=$(EXTVERSION) install
+	$(MAKE) -C bridge PG_CONFIG=$(PG_CONFIG) EXTVERSION=$(EXTVERSION) $(BRIDGE_FLAGS) install
 bridge-clean:
 	$(MAKE) -C bridge clean
 
