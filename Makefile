@@ -24,7 +24,8 @@ OBJS         = extension/wsnotify.o \
                extension/jwks.o \
                extension/seal.o \
                extension/outbox.o \
-               extension/clients.o
+               extension/clients.o \
+               extension/util.o
 DATA         = $(wildcard extension/wsnotify--*.sql)
 PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"
 

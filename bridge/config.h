@@ -45,6 +45,7 @@ extern long long cf_max_connections_per_user;
 extern long long cf_connect_rate_limit;
 extern long long cf_auth_failure_rate_limit;
 extern long long cf_handshake_timeout;
+extern long long cf_linger_timeout;
 extern bool cf_close_on_token_expiry;
 extern long long cf_db_pipeline_depth;
 extern bool cf_connect_synchronous_commit;

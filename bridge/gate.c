@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include "db.h"
 #include "deliver.h"
 #include "gate.h"
+#include "http.h"
 #include "log.h"
 #include "main.h"
 #include "metrics.h"
@@ -30,16 +32,35 @@
 #include "raw.h"
 #include "registry.h"
 #include "request.h"
+#include "response.h"
+
+/*
+ * What a socket before its upgrade is doing.  A connection serves any number
+ * of plain HTTP requests (keep-alive, pipelined) and then perhaps an upgrade.
+ */
+enum gate_state {
+	GATE_HEAD,			/* reading a request head */
+	GATE_WAITING,			/* wsnotify_connect in flight */
+	GATE_WRITING,			/* writing a plain HTTP response */
+	GATE_LINGER			/* final response sent: discarding what still comes */
+};
 
 struct gate {
 	struct gate *next, *prev;
 	struct lws *wsi;		/* NULL once the client side is done */
 	int fd;
 	struct raw_tag tag;
+	enum gate_state state;
 	char *buf;
 	size_t len, cap;
-	bool waiting;			/* wsnotify_connect in flight */
-	uint64_t started_ms;
+	bool peer_eof;			/* the client half-closed: no further request */
+	struct response out;		/* GATE_WRITING: the response */
+	size_t out_off;			/* bytes of its head and body written */
+	bool keep;			/* read the next request once it is written */
+	struct main_soon soon;		/* POLLOUT asked from the WRITEABLE callback */
+	uint64_t started_ms;		/* this request began (or the last write progressed) */
+	uint64_t linger_until;
+	unsigned served;		/* plain HTTP requests answered on this connection */
 	char conn_id[40];
 	char remote[64];
 	char path[256];			/* request path, token scrubbed */
@@ -51,6 +72,13 @@ struct gate {
 };
 
 static struct gate *gates;
+/*
+ * The gate whose requests gate_process is handling, and whether that gate
+ * was freed meanwhile (a response that could not be written, a refusal of
+ * a closed socket): it must not be touched after that.
+ */
+static struct gate *gate_current;
+static bool gate_current_freed;
 
 /*
  * First size of a request head's buffer, grown up to max_header_size: an
@@ -165,16 +193,20 @@ gate_free(struct gate *g)
 {
 	if (g->wsi)
 		raw_drop(g->wsi);
+	main_soon_cancel(&g->soon);
+	response_free(&g->out);
+	if (g == gate_current)
+		gate_current_freed = true;
 	DL_DELETE(gates, g);
 	free(g->buf);
 	free(g);
 }
 
-/* Release the client side; the gate itself lives on while a query is in flight. */
+/* Release the client side now; the gate itself lives on while a query is in flight. */
 static void
 gate_done(struct gate *g)
 {
-	if (g->waiting) {
+	if (g->state == GATE_WAITING) {
 		if (g->wsi)
 			raw_drop(g->wsi);
 		g->wsi = NULL;
@@ -183,21 +215,39 @@ gate_done(struct gate *g)
 	gate_free(g);
 }
 
+static void gate_drain_input(struct gate *g);
+
+/*
+ * The final response is written: half-close and read what the client still
+ * sends (a body, more requests) until it closes or linger_timeout passes,
+ * as nginx's lingering close does.  Closing with unread input would send a
+ * reset, which can destroy the response before the client has read it.
+ */
+static void
+gate_close(struct gate *g)
+{
+	if (!g->wsi || g->state == GATE_WAITING) {
+		gate_done(g);
+		return;
+	}
+	shutdown(g->fd, SHUT_WR);
+	g->state = GATE_LINGER;
+	g->linger_until = now_ms() + (uint64_t) cf_linger_timeout;
+	g->len = 0;
+	lws_rx_flow_control(g->wsi, 1);
+	if (g->peer_eof)
+		gate_free(g);
+	else
+		gate_drain_input(g);
+}
+
 /* Write an HTTP refusal with a plain-text reason, log it, count it. */
 static void
 gate_refuse(struct gate *g, int status, enum auth_failure why, const char *reason)
 {
-	static const struct { int code; const char *text; } names[] = {
-		{400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
-		{426, "Upgrade Required"}, {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
-		{503, "Service Unavailable"}};
-	const char *text = "Error";
 	char resp[1024], extra[64] = "";
 	int n;
 
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (names[i].code == status)
-			text = names[i].text;
 	metrics.auth_failures[why]++;
 	/* failed authentications feed auth_failure_rate_limit (origin and bad requests do not) */
 	if (why == AUTH_MISSING_TOKEN || why == AUTH_INVALID_TOKEN || why == AUTH_REFUSED)
@@ -216,7 +266,7 @@ gate_refuse(struct gate *g, int status, enum auth_failure why, const char *reaso
 	n = snprintf(resp, sizeof(resp),
 		     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
 		     "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s\n",
-		     status, text, strlen(reason) + 1, extra, reason);
+		     status, response_reason(status), strlen(reason) + 1, extra, reason);
 	if (write(g->fd, resp, (size_t) n) < 0)
 		log_debug("refusal to %s not written: %s", g->remote, strerror(errno));
 }
@@ -367,7 +417,7 @@ gate_connect_done(PGresult *res, void *arg)
 	struct conn *c;
 	int status;
 
-	g->waiting = false;
+	g->state = GATE_HEAD;
 	gates_waiting--;
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		if (!res)
@@ -379,14 +429,14 @@ gate_connect_done(PGresult *res, void *arg)
 		}
 		if (g->wsi)
 			gate_refuse(g, status, why, reason);
-		gate_free(g);
+		gate_close(g);
 		return;
 	}
 	if (!g->wsi || main_draining()) {
 		deliver_disconnect(g->conn_id);
 		if (g->wsi)
 			gate_refuse(g, 503, AUTH_DB_UNAVAILABLE, "shutting down");
-		gate_free(g);
+		gate_close(g);
 		return;
 	}
 	if (cf_max_connections_per_user > 0 &&
@@ -394,7 +444,7 @@ gate_connect_done(PGresult *res, void *arg)
 		/* the database made the row; take it back before refusing */
 		deliver_disconnect(g->conn_id);
 		gate_refuse(g, 429, AUTH_CAPACITY, "too many connections for this user");
-		gate_free(g);
+		gate_close(g);
 		return;
 	}
 	c = registry_add(g->conn_id, PQgetvalue(res, 0, 0),
@@ -531,7 +581,7 @@ gate_upgrade(struct gate *g, struct request *r)
 
 	if (main_draining()) {
 		gate_refuse(g, 503, AUTH_CAPACITY, "shutting down");
-		gate_done(g);
+		gate_close(g);
 		return;
 	}
 	/*
@@ -540,27 +590,27 @@ gate_upgrade(struct gate *g, struct request *r)
 	 */
 	if (!r->ws_key[0]) {
 		gate_refuse(g, 400, AUTH_BAD_REQUEST, "missing Sec-WebSocket-Key");
-		gate_done(g);
+		gate_close(g);
 		return;
 	}
 	if (strcmp(r->ws_version, "13") != 0) {
 		gate_refuse(g, 426, AUTH_BAD_REQUEST, "unsupported Sec-WebSocket-Version (13 only)");
-		gate_done(g);
+		gate_close(g);
 		return;
 	}
 	if (!policy_connect_ok(g->remote, now_ms(), &g->retry_after)) {
 		gate_refuse(g, 429, AUTH_RATE_LIMITED, "too many connection attempts; retry later");
-		gate_done(g);
+		gate_close(g);
 		return;
 	}
 	if (!policy_auth_ok(g->remote, now_ms(), &g->retry_after)) {
 		gate_refuse(g, 429, AUTH_RATE_LIMITED, "too many failed authentications; retry later");
-		gate_done(g);
+		gate_close(g);
 		return;
 	}
 	if (!request_origin_ok(r->origin, cf_allowed_origins)) {
 		gate_refuse(g, 403, AUTH_ORIGIN, "origin not allowed");
-		gate_done(g);
+		gate_close(g);
 		return;
 	}
 	if (!request_query_param(r->target, "token", token, sizeof(token)) &&
@@ -582,7 +632,7 @@ gate_ask(struct gate *g, struct request *r, const char *token)
 		g->envelope = request_list_has(r->protocol, "wsnotify.v1");
 		if (!g->envelope && !request_list_has(r->protocol, "wsnotify")) {
 			gate_refuse(g, 400, AUTH_BAD_REQUEST, "unsupported subprotocol (wsnotify.v1 or none)");
-			gate_done(g);
+			gate_close(g);
 			return;
 		}
 	}
@@ -591,22 +641,22 @@ gate_ask(struct gate *g, struct request *r, const char *token)
 	if (request_query_param(r->target, "topics", topics, sizeof(topics)) &&
 	    strlen(topics) == sizeof(topics) - 1) {
 		gate_refuse(g, 400, AUTH_BAD_REQUEST, "too many topics");
-		gate_done(g);
+		gate_close(g);
 		return;
 	}
 	if (!token[0]) {
 		gate_refuse(g, 401, AUTH_MISSING_TOKEN, "missing token");
-		gate_done(g);
+		gate_close(g);
 		return;
 	}
 	if (registry_count() + (unsigned) gates_waiting >= (unsigned long long) cf_max_connections) {
 		gate_refuse(g, 503, AUTH_CAPACITY, "at capacity");
-		gate_done(g);
+		gate_close(g);
 		return;
 	}
 	if (!deliver_started()) {
 		gate_refuse(g, 503, AUTH_DB_UNAVAILABLE, "database unavailable");
-		gate_done(g);
+		gate_close(g);
 		return;
 	}
 	gate_new_id(g->conn_id, sizeof(g->conn_id));
@@ -634,82 +684,240 @@ gate_ask(struct gate *g, struct request *r, const char *token)
 		      "wsnotify_connect($1, $2, $3, $4, $5, string_to_array($6, ','))",
 		      6, params, gate_connect_done, g, 0)) {
 		gate_refuse(g, 503, AUTH_DB_UNAVAILABLE, "database unavailable");
-		gate_done(g);
+		gate_close(g);
 		return;
 	}
-	g->waiting = true;
+	g->state = GATE_WAITING;
 	gates_waiting++;
 }
 
-/* The request head is complete: route it. */
-static void
-gate_on_head(struct gate *g)
+/*
+ * Write the response: head, then body or file, while the socket takes them.
+ * True when it is all written; false when the socket is full (POLLOUT is
+ * asked for) or the gate is gone.
+ */
+static bool
+gate_write(struct gate *g)
 {
-	struct request *r = malloc(sizeof(*r));
+	struct response *o = &g->out;
+	size_t body = o->head_only ? 0 : o->body_len;
 
-	if (!request_parse(g->buf, r)) {
-		gate_refuse(g, 400, AUTH_BAD_REQUEST, "malformed request");
-		free(r);
-		gate_done(g);
+	while (g->out_off < o->head_len + body) {
+		bool in_head = g->out_off < o->head_len;
+		const char *p = in_head ? o->head + g->out_off : o->body + (g->out_off - o->head_len);
+		size_t left = in_head ? o->head_len - g->out_off : o->head_len + body - g->out_off;
+		ssize_t n = write(g->fd, p, left);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			goto full;
+		if (n < 0) {
+			log_debug("response to %s not written: %s", g->remote, strerror(errno));
+			gate_free(g);
+			return false;
+		}
+		g->out_off += (size_t) n;
+		g->started_ms = now_ms();
+	}
+	while (o->file_fd >= 0 && !o->head_only && o->file_len > 0) {
+		ssize_t n = sendfile(g->fd, o->file_fd, NULL, (size_t) o->file_len);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			goto full;
+		if (n <= 0) {
+			/* a file cut short under us cannot keep its Content-Length */
+			log_warn("static file to %s: %s", g->remote, n < 0 ? strerror(errno) : "file shrank");
+			gate_free(g);
+			return false;
+		}
+		o->file_len -= n;
+		g->started_ms = now_ms();
+	}
+	return true;
+full:
+	main_soon_writable(&g->soon, &g->wsi);
+	return false;
+}
+
+/*
+ * The response is written: read the next request on a keep-alive
+ * connection (true: what is already buffered first), or close lingering.
+ */
+static bool
+gate_written(struct gate *g)
+{
+	response_free(&g->out);
+	g->out_off = 0;
+	g->served++;
+	if (!g->keep || g->peer_eof || main_draining()) {
+		gate_close(g);
+		return false;
+	}
+	g->state = GATE_HEAD;
+	g->started_ms = now_ms();
+	lws_rx_flow_control(g->wsi, 1);
+	return true;
+}
+
+/*
+ * Answer a plain HTTP request.  A request with a body (no endpoint here
+ * takes one) is answered and the connection closed lingering, which reads
+ * and discards the body, however it is framed and whether or not it ends.
+ */
+static void
+gate_serve(struct gate *g, const struct request *r, size_t head_len)
+{
+	http_respond(r, &g->out);
+	g->keep = r->keep_alive && !request_has_body(r) && !g->peer_eof && !main_draining();
+	if (!response_finish(&g->out, g->keep)) {
+		log_error("request from %s: no memory for the response", g->remote);
+		gate_free(g);
 		return;
 	}
+	log_debug("request from %s: %s %s: %d", g->remote, r->method, g->path, g->out.status);
+	memmove(g->buf, g->buf + head_len, g->len - head_len);
+	g->len -= head_len;
+	g->buf[g->len] = '\0';
+	g->state = GATE_WRITING;
+	g->out_off = 0;
+	lws_rx_flow_control(g->wsi, 0);	/* pipelined requests wait their turn */
+	if (gate_write(g))
+		gate_written(g);
+}
+
+/* A complete request head: serve it, refuse it, or ask the database. */
+static void
+gate_on_head(struct gate *g, struct request *r, size_t head_len)
+{
 	log_scrub(g->path, sizeof(g->path), r->target);
 	snprintf(g->user_agent, sizeof(g->user_agent), "%s", r->user_agent);
 	if (!r->upgrade)
-		gate_handoff(g, NULL);	/* plain HTTP: lws serves it */
-	else
+		gate_serve(g, r, head_len);
+	else if (request_has_body(r)) {
+		/* lws would read the body as WebSocket frames after the 101 */
+		gate_refuse(g, 400, AUTH_BAD_REQUEST, "an upgrade request carries no body");
+		gate_close(g);
+	} else
 		gate_upgrade(g, r);
-	explicit_bzero(r, sizeof(*r));
-	free(r);
 }
 
-/* Read what the client sent; route the request once its head is complete. */
-static int
-gate_read(struct gate *g)
+/*
+ * Handle every request the buffer holds, one at a time: each is answered
+ * (and its response written, or waiting for POLLOUT) before the next.
+ */
+static void
+gate_process(struct gate *g)
 {
-	for (;;) {
-		ssize_t n;
+	struct request *r = malloc(sizeof(*r));
+	size_t head_len = 0;
 
-		if (g->len + 1 >= g->cap) {
-			size_t max = (size_t) cf_max_header_size + 1;
-			size_t cap = g->cap * 2 < max ? g->cap * 2 : max;
-			char *buf;
+	gate_current = g;
+	gate_current_freed = false;
+	while (r && g->state == GATE_HEAD) {
+		switch (request_next(g->buf, g->len, (size_t) cf_max_header_size, r, &head_len)) {
+		case REQUEST_INCOMPLETE:
+			if (g->peer_eof)
+				gate_done(g);	/* closed before its request was whole */
+			goto out;
+		case REQUEST_TOO_LARGE:
+			gate_refuse(g, 431, AUTH_BAD_REQUEST, "request header too large");
+			gate_close(g);
+			goto out;
+		case REQUEST_MALFORMED:
+			gate_refuse(g, 400, AUTH_BAD_REQUEST, "malformed request");
+			gate_close(g);
+			goto out;
+		case REQUEST_COMPLETE:
+			gate_on_head(g, r, head_len);
+			explicit_bzero(r, sizeof(*r));
+			if (gate_current_freed)
+				goto out;
+			break;
+		}
+	}
+out:
+	gate_current = NULL;
+	free(r);
+}
+/*
+ * Discard what a lingering connection still sends; free it at EOF.  At most
+ * GATE_DRAIN_READS reads a turn, so a client that floods cannot hold the loop.
+ */
+#define GATE_DRAIN_READS 16
+static void
+gate_drain_input(struct gate *g)
+{
+	char scratch[16384];
 
-			if (g->waiting) {
-				/* nothing may follow the head before 101: stop reading */
-				lws_rx_flow_control(g->wsi, 0);
-				return 0;
-			}
-			if (g->cap >= max) {
-				gate_refuse(g, 431, AUTH_BAD_REQUEST, "request header too large");
-				gate_done(g);
-				return 0;
-			}
-			if (!(buf = realloc(g->buf, cap))) {
-				log_error("request from %s: no memory for a %zu-byte head", g->remote, cap);
-				gate_done(g);
-				return 0;
-			}
-			g->buf = buf;
-			g->cap = cap;
-		}
-		n = read(g->fd, g->buf + g->len, g->cap - g->len - 1);
-		if (n == 0) {
-			gate_done(g);
-			return 0;
-		}
-		if (n < 0)
-			return (errno == EAGAIN || errno == EINTR) ? 0 : (gate_done(g), 0);
-		g->len += (size_t) n;
-		g->buf[g->len] = '\0';
-		if (!g->waiting && strstr(g->buf, "\r\n\r\n")) {
-			gate_on_head(g);
-			return 0;
+	for (int i = 0; i < GATE_DRAIN_READS; i++) {
+		ssize_t n = read(g->fd, scratch, sizeof(scratch));
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			gate_free(g);
+			return;
 		}
 	}
 }
 
-/* Event on a socket whose request head is being read. */
+/* Grow the input buffer toward max_header_size + 1; false when it cannot grow. */
+static bool
+gate_grow(struct gate *g)
+{
+	size_t max = (size_t) cf_max_header_size + 1;
+	size_t cap = g->cap * 2 < max ? g->cap * 2 : max;
+	char *buf;
+
+	if (g->cap >= max || g->state != GATE_HEAD || !(buf = realloc(g->buf, cap)))
+		return false;
+	g->buf = buf;
+	g->cap = cap;
+	return true;
+}
+
+/*
+ * Read what the client sent, then handle the requests it completes.  Input
+ * is bounded by max_header_size: past it reading stops, and a head that
+ * has not ended by then is refused with 431.
+ */
+static int
+gate_read(struct gate *g)
+{
+	if (g->state == GATE_LINGER) {
+		gate_drain_input(g);
+		return 0;
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (g->len + 1 >= g->cap && !gate_grow(g)) {
+			/* full: what is buffered must be handled before more is read */
+			lws_rx_flow_control(g->wsi, 0);
+			break;
+		}
+		n = read(g->fd, g->buf + g->len, g->cap - g->len - 1);
+		if (n == 0) {
+			g->peer_eof = true;
+			lws_rx_flow_control(g->wsi, 0);
+			break;
+		}
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			gate_done(g);
+			return 0;
+		}
+		g->len += (size_t) n;
+		g->buf[g->len] = '\0';
+	}
+	if (g->state == GATE_HEAD)
+		gate_process(g);
+	else if (g->state == GATE_WAITING && g->peer_eof)
+		gate_done(g);	/* gone before the database answered */
+	return 0;
+}
+
+/* Event on a socket before its upgrade. */
 int
 gate_on_event(struct lws *wsi, int reason, void *obj)
 {
@@ -717,11 +925,17 @@ gate_on_event(struct lws *wsi, int reason, void *obj)
 
 	if (g->wsi != wsi)
 		return 0;
-	if (reason == LWS_CALLBACK_RAW_RX_FILE)
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX_FILE:
 		return gate_read(g);
-	if (reason == LWS_CALLBACK_RAW_CLOSE_FILE) {
+	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+		if (g->state == GATE_WRITING && gate_write(g) && gate_written(g))
+			gate_process(g);
+		return 0;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
 		g->wsi = NULL;
 		gate_done(g);
+		return 0;
 	}
 	return 0;
 }
@@ -734,6 +948,7 @@ gate_accept_fd(int fd, const char *remote)
 
 	snprintf(g->remote, sizeof(g->remote), "%s", remote);
 	g->fd = fd;
+	response_init(&g->out, 0);	/* no file: calloc's zero is a descriptor */
 	g->cap = (size_t) cf_max_header_size + 1 < GATE_HEAD_START ?
 		(size_t) cf_max_header_size + 1 : GATE_HEAD_START;
 	g->buf = malloc(g->cap);
@@ -793,14 +1008,61 @@ gate_refuse_all(void)
 	struct gate *g, *tmp;
 
 	DL_FOREACH_SAFE(gates, g, tmp) {
-		if (!g->wsi)
+		if (!g->wsi || (g->state != GATE_HEAD && g->state != GATE_WAITING))
 			continue;
+		if (g->state == GATE_HEAD && g->len == 0) {
+			gate_free(g);	/* nothing asked yet, or an idle keep-alive */
+			continue;
+		}
 		gate_refuse(g, 503, AUTH_CAPACITY, "shutting down");
-		gate_done(g);
+		gate_close(g);
 	}
 }
 
-/* Periodic check: requests too slow to arrive or to be authorized. */
+/* Periodic check of one gate: its state's deadline. */
+static void
+gate_check(struct gate *g, uint64_t now)
+{
+	uint64_t age = now - g->started_ms;
+	bool slow = cf_handshake_timeout > 0 && age >= (uint64_t) cf_handshake_timeout;
+
+	switch (g->state) {
+	case GATE_LINGER:
+		if (now >= g->linger_until)
+			gate_free(g);
+		return;
+	case GATE_WRITING:
+		if (slow) {
+			log_info("response to %s: not read within handshake_timeout, closing", g->remote);
+			gate_free(g);
+		}
+		return;
+	case GATE_HEAD:
+		if (slow && g->len == 0 && g->served) {
+			log_debug("keep-alive connection from %s idle for handshake_timeout, closing",
+				  g->remote);
+			gate_free(g);
+		} else if (slow) {
+			/* slowloris: the head trickles in, or never completes */
+			metrics.auth_failures[AUTH_TIMEOUT]++;
+			log_info("request from %s: head not complete after handshake_timeout, closing",
+				 g->remote);
+			gate_done(g);
+		} else if (age >= (uint64_t) cf_auth_timeout) {
+			log_debug("request from %s: head not complete after auth_timeout, closing", g->remote);
+			gate_done(g);
+		}
+		return;
+	case GATE_WAITING:
+		if (age >= (uint64_t) cf_auth_timeout) {
+			gate_refuse(g, 503, AUTH_TIMEOUT, "database did not answer in time");
+			gate_done(g);
+		}
+		return;
+	}
+}
+
+/* Periodic check: requests too slow to arrive, be authorized, or be read. */
 void
 gate_sweep(void)
 {
@@ -808,22 +1070,7 @@ gate_sweep(void)
 	struct gate *g, *tmp;
 
 	policy_sweep(now);
-	DL_FOREACH_SAFE(gates, g, tmp) {
-		if (g->wsi && !g->waiting && cf_handshake_timeout > 0 &&
-		    now - g->started_ms >= (uint64_t) cf_handshake_timeout) {
-			/* slowloris: the head trickles in, or never completes */
-			metrics.auth_failures[AUTH_TIMEOUT]++;
-			log_info("request from %s: head not complete after handshake_timeout, closing",
-				 g->remote);
-			gate_done(g);
-			continue;
-		}
-		if (!g->wsi || now - g->started_ms < (uint64_t) cf_auth_timeout)
-			continue;
-		if (g->waiting)
-			gate_refuse(g, 503, AUTH_TIMEOUT, "database did not answer in time");
-		else
-			log_debug("request from %s: head not complete after auth_timeout, closing", g->remote);
-		gate_done(g);
-	}
+	DL_FOREACH_SAFE(gates, g, tmp)
+		if (g->wsi)
+			gate_check(g, now);
 }

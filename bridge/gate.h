@@ -11,7 +11,9 @@
  * an accepted socket is handed to lws with the bytes already read
  * (lws_adopt_socket_vhost_readbuf on a dup of the descriptor), and lws
  * performs the WebSocket handshake as if it had read them itself.  Plain
- * HTTP requests (/healthz, /metrics, static files) are handed over at once.
+ * HTTP requests (/healthz, /metrics, static files) are answered here too,
+ * keep-alive and pipelined, and lws never sees them (docs/bridge.md, Plain
+ * HTTP: lws 4.1 spins on a body adopted with its head).
  */
 #ifndef WSNOTIFY_GATE_H
 #define WSNOTIFY_GATE_H

@@ -1,23 +1,17 @@
 /*
- * http.h: the plain HTTP endpoints: GET /healthz and GET /metrics.
- * Static files (--static) are served by an lws mount.
+ * http.h: the plain HTTP endpoints, answered by the bridge itself before
+ * (and instead of) any WebSocket upgrade: GET /healthz, GET /metrics, and
+ * the static files of --static.  libwebsockets never sees these requests:
+ * lws 4.1 spins on a request body that arrives with a head adopted through
+ * lws_adopt_socket_vhost_readbuf (docs/bridge.md, "Plain HTTP").
  */
 #ifndef WSNOTIFY_HTTP_H
 #define WSNOTIFY_HTTP_H
 
-#include <libwebsockets.h>
+#include "request.h"
+#include "response.h"
 
-/* Per-request state kept in the session data. */
-struct http_reply {
-	char *body;			/* LWS_PRE + len bytes */
-	size_t len;
-};
-
-/* LWS_CALLBACK_HTTP: answer /healthz, /metrics, or 404. */
-int http_on_request(struct lws *wsi, struct http_reply *r);
-/* LWS_CALLBACK_HTTP_WRITEABLE: write the body and finish the transaction. */
-int http_on_writeable(struct lws *wsi, struct http_reply *r);
-/* Free the reply (connection closed). */
-void http_reply_free(struct http_reply *r);
+/* Answer a request that is not an upgrade into *resp (initialized here). */
+void http_respond(const struct request *r, struct response *resp);
 
 #endif

@@ -246,7 +246,6 @@ const lws_retry_bo_t main_retry_policy = {.secs_since_valid_ping = 0,
 static bool
 main_create_context(void)
 {
-	static struct lws_http_mount m_static, m_health, m_metrics;
 	static void *foreign_loops[1];
 	struct lws_context_creation_info info;
 
@@ -291,25 +290,12 @@ main_create_context(void)
 		log_error("cannot create the lws context (is lws's libev plugin, Debian's libwebsockets-evlib-ev, installed?)");
 		return false;
 	}
-	protocols[0].per_session_data_size = ws_pss_size();
-	protocols[1].per_session_data_size = ws_pss_size();
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.vhost_name = "wsnotify";
 	info.protocols = protocols;
 	info.retry_and_idle_policy = &main_retry_policy;
 	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
-	if (cf_static[0]) {
-		m_health = (struct lws_http_mount) {.mountpoint = "/healthz", .origin = "wsnotify",
-			.origin_protocol = LWSMPRO_CALLBACK, .mountpoint_len = 8};
-		m_metrics = (struct lws_http_mount) {.mountpoint = "/metrics", .origin = "wsnotify",
-			.origin_protocol = LWSMPRO_CALLBACK, .mountpoint_len = 8};
-		m_static = (struct lws_http_mount) {.mountpoint = "/", .origin = cf_static,
-			.def = "index.html", .origin_protocol = LWSMPRO_FILE, .mountpoint_len = 1};
-		m_health.mount_next = &m_metrics;
-		m_metrics.mount_next = &m_static;
-		info.mounts = &m_health;
-	}
 	main_vhost = lws_create_vhost(main_context, &info);
 	return main_vhost != NULL;
 }

@@ -72,14 +72,71 @@ request_copy_value(char *out, size_t n, const char *v, size_t len)
 	snprintf(out, n, "%.*s", (int) len, v);
 }
 
+/*
+ * Content-Length: one decimal number of at most 18 digits (so it fits a long
+ * long); a second header must repeat the first value.  False when malformed.
+ */
+static bool
+request_content_length(struct request *r, const char *v, size_t len)
+{
+	char num[32];
+	long long n;
+
+	request_copy_value(num, sizeof(num), v, len);
+	if (!num[0] || strlen(num) > 18 || strspn(num, "0123456789") != strlen(num))
+		return false;
+	n = strtoll(num, NULL, 10);
+	if (r->content_length >= 0 && r->content_length != n)
+		return false;
+	r->content_length = n;
+	return true;
+}
+
+/* One header line (name: value); false when it makes the head malformed. */
+static bool
+request_header(struct request *r, const char *line, const char *colon, const char *eol,
+	       bool *close, bool *keep)
+{
+	size_t nl = (size_t) (colon - line), vl = (size_t) (eol - colon - 1);
+	const char *v = colon + 1;
+	char list[256];
+
+	if (nl == 7 && !strncasecmp(line, "upgrade", 7)) {
+		request_copy_value(list, sizeof(list), v, vl);
+		r->upgrade = strcasecmp(list, "websocket") == 0;
+	} else if (nl == 14 && !strncasecmp(line, "content-length", 14))
+		return request_content_length(r, v, vl);
+	else if (nl == 17 && !strncasecmp(line, "transfer-encoding", 17))
+		r->chunked = true;
+	else if (nl == 10 && !strncasecmp(line, "connection", 10)) {
+		request_copy_value(list, sizeof(list), v, vl);
+		*close |= request_list_has_nocase(list, "close");
+		*keep |= request_list_has_nocase(list, "keep-alive");
+	} else if (nl == 13 && !strncasecmp(line, "authorization", 13))
+		request_copy_value(r->authorization, sizeof(r->authorization), v, vl);
+	else if (nl == 6 && !strncasecmp(line, "origin", 6))
+		request_copy_value(r->origin, sizeof(r->origin), v, vl);
+	else if (nl == 17 && !strncasecmp(line, "sec-websocket-key", 17))
+		request_copy_value(r->ws_key, sizeof(r->ws_key), v, vl);
+	else if (nl == 21 && !strncasecmp(line, "sec-websocket-version", 21))
+		request_copy_value(r->ws_version, sizeof(r->ws_version), v, vl);
+	else if (nl == 10 && !strncasecmp(line, "user-agent", 10))
+		request_copy_value(r->user_agent, sizeof(r->user_agent), v, vl);
+	else if (nl == 22 && !strncasecmp(line, "sec-websocket-protocol", 22))
+		request_copy_value(r->protocol, sizeof(r->protocol), v, vl);
+	return true;
+}
+
 /* Parse the request head (NUL-terminated, ends with CRLFCRLF); false when malformed. */
 bool
 request_parse(const char *head, struct request *r)
 {
 	const char *line = head, *eol = strstr(line, "\r\n");
 	const char *sp1, *sp2;
+	bool close = false, keep = false;
 
 	memset(r, 0, sizeof(*r));
+	r->content_length = -1;
 	if (!eol)
 		return false;
 	sp1 = memchr(line, ' ', (size_t) (eol - line));
@@ -87,35 +144,54 @@ request_parse(const char *head, struct request *r)
 	if (!sp1 || !sp2 || sp1 - line >= (long) sizeof(r->method) ||
 	    sp2 - sp1 - 1 >= (long) sizeof(r->target))
 		return false;
+	/* HTTP/1.0 and 1.1 only: the bridge speaks no other version */
+	if (eol - sp2 - 1 != 8 || strncmp(sp2 + 1, "HTTP/1.", 7) || (sp2[8] != '0' && sp2[8] != '1'))
+		return false;
+	r->http_minor = sp2[8] - '0';
 	snprintf(r->method, sizeof(r->method), "%.*s", (int) (sp1 - line), line);
 	snprintf(r->target, sizeof(r->target), "%.*s", (int) (sp2 - sp1 - 1), sp1 + 1);
 	for (line = eol + 2; (eol = strstr(line, "\r\n")) && eol != line; line = eol + 2) {
 		const char *colon = memchr(line, ':', (size_t) (eol - line));
-		size_t nl, vl;
 
-		if (!colon)
+		if (!colon || !request_header(r, line, colon, eol, &close, &keep))
 			return false;
-		nl = (size_t) (colon - line);
-		vl = (size_t) (eol - colon - 1);
-		if (nl == 7 && !strncasecmp(line, "upgrade", 7)) {
-			char v[64];
-
-			request_copy_value(v, sizeof(v), colon + 1, vl);
-			r->upgrade = strcasecmp(v, "websocket") == 0;
-		} else if (nl == 13 && !strncasecmp(line, "authorization", 13))
-			request_copy_value(r->authorization, sizeof(r->authorization), colon + 1, vl);
-		else if (nl == 6 && !strncasecmp(line, "origin", 6))
-			request_copy_value(r->origin, sizeof(r->origin), colon + 1, vl);
-		else if (nl == 17 && !strncasecmp(line, "sec-websocket-key", 17))
-			request_copy_value(r->ws_key, sizeof(r->ws_key), colon + 1, vl);
-		else if (nl == 21 && !strncasecmp(line, "sec-websocket-version", 21))
-			request_copy_value(r->ws_version, sizeof(r->ws_version), colon + 1, vl);
-		else if (nl == 10 && !strncasecmp(line, "user-agent", 10))
-			request_copy_value(r->user_agent, sizeof(r->user_agent), colon + 1, vl);
-		else if (nl == 22 && !strncasecmp(line, "sec-websocket-protocol", 22))
-			request_copy_value(r->protocol, sizeof(r->protocol), colon + 1, vl);
 	}
+	/* both framings at once is how requests are smuggled past a proxy */
+	if (r->chunked && r->content_length >= 0)
+		return false;
+	r->keep_alive = r->http_minor == 1 ? !close : keep && !close;
 	return true;
+}
+
+/* Find and parse the request head at the front of buf (see request.h). */
+enum request_next
+request_next(const char *buf, size_t len, size_t max_head, struct request *r, size_t *head_len)
+{
+	const char *end = memmem(buf, len, "\r\n\r\n", 4);
+	size_t hl;
+	char *head;
+	bool ok;
+
+	if (!end)
+		return len >= max_head ? REQUEST_TOO_LARGE : REQUEST_INCOMPLETE;
+	hl = (size_t) (end - buf) + 4;
+	if (hl > max_head)
+		return REQUEST_TOO_LARGE;
+	if (memchr(buf, '\0', hl))
+		return REQUEST_MALFORMED;
+	if (!(head = strndup(buf, hl)))
+		return REQUEST_MALFORMED;
+	ok = request_parse(head, r);
+	free(head);
+	*head_len = hl;
+	return ok ? REQUEST_COMPLETE : REQUEST_MALFORMED;
+}
+
+/* Does the request carry a body? */
+bool
+request_has_body(const struct request *r)
+{
+	return r->chunked || r->content_length > 0;
 }
 
 /* Is this Origin in the allowed list (comma list, "*" any; empty allows all)? */
@@ -147,9 +223,10 @@ request_origin_ok(const char *origin, const char *allowed)
 }
 
 
-/* Does a comma-separated token list (a header value) hold name? */
-bool
-request_list_has(const char *list, const char *name)
+/* Does a comma-separated token list hold name (compared by cmp)? */
+static bool
+request_list_find(const char *list, const char *name,
+		  int (*cmp) (const char *, const char *, size_t))
 {
 	size_t nl = strlen(name);
 
@@ -163,11 +240,25 @@ request_list_has(const char *list, const char *name)
 		}
 		while (l && (list[l - 1] == ' ' || list[l - 1] == '\t'))
 			l--;
-		if (l == nl && !strncmp(list, name, nl))
+		if (l == nl && !cmp(list, name, nl))
 			return true;
 		if (!e)
 			break;
 		list = e + 1;
 	}
 	return false;
+}
+
+/* Does a comma-separated token list (a header value) hold name? */
+bool
+request_list_has(const char *list, const char *name)
+{
+	return request_list_find(list, name, strncmp);
+}
+
+/* The same, ignoring case. */
+bool
+request_list_has_nocase(const char *list, const char *name)
+{
+	return request_list_find(list, name, strncasecmp);
 }

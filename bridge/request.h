@@ -15,7 +15,11 @@
 struct request {
 	char method[16];
 	char target[2048];
+	int http_minor;			/* HTTP/1.0 or HTTP/1.1 */
 	bool upgrade;
+	bool keep_alive;		/* 1.1 without "Connection: close", 1.0 with keep-alive */
+	long long content_length;	/* -1: no Content-Length header */
+	bool chunked;			/* a Transfer-Encoding: a body of unknown length */
 	char authorization[4096];
 	char origin[512];
 	char user_agent[256];
@@ -26,10 +30,31 @@ struct request {
 
 /* Parse a NUL-terminated head (request line and headers); false when malformed. */
 bool request_parse(const char *head, struct request *r);
+
+/* What the bytes at the front of a connection's input hold. */
+enum request_next {
+	REQUEST_INCOMPLETE,		/* no end of head yet, within max_head bytes */
+	REQUEST_TOO_LARGE,		/* no end of head within max_head bytes */
+	REQUEST_MALFORMED,		/* a head that request_parse refuses */
+	REQUEST_COMPLETE		/* *r parsed, *head_len bytes of head */
+};
+
+/*
+ * Find and parse the request head at the front of buf (len bytes, which may
+ * hold NULs, a body and pipelined requests after the head).  A head with a
+ * NUL in it is malformed, as are a Content-Length that is not one decimal
+ * number and a Content-Length beside a Transfer-Encoding (request smuggling).
+ */
+enum request_next request_next(const char *buf, size_t len, size_t max_head,
+			       struct request *r, size_t *head_len);
+/* Does the request carry a body (Content-Length above 0, or a Transfer-Encoding)? */
+bool request_has_body(const struct request *r);
 /* The value of query parameter name in target, %-decoded; false when absent. */
 bool request_query_param(const char *target, const char *name, char *out, size_t n);
 /* Does a comma-separated token list (a header value) hold name? */
 bool request_list_has(const char *list, const char *name);
+/* The same, ignoring case (Connection, Transfer-Encoding tokens). */
+bool request_list_has_nocase(const char *list, const char *name);
 /*
  * The ?since= resume cursor of target as decimal digits: false when absent;
  * "0" (a cursor never found, so the client gets a reset) when it is empty,

@@ -12,24 +12,13 @@
 
 #include "registry.h"
 #include "seal.h"
+#include "util.h"
 
 #define SEAL_IV_LEN 12
 #define SEAL_TAG_LEN 16
 
 static unsigned char key[SEAL_KEY_LEN];
 static bool have_key;
-
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 bool
 seal_set_key(const char *hex)
@@ -38,7 +27,7 @@ seal_set_key(const char *hex)
 	if (!hex || strncmp(hex, "\\x", 2) != 0 || strlen(hex) != 2 + 2 * SEAL_KEY_LEN)
 		return false;
 	for (int i = 0; i < SEAL_KEY_LEN; i++) {
-		int hi = hex_value(hex[2 + 2 * i]), lo = hex_value(hex[3 + 2 * i]);
+		int hi = util_hex_value(hex[2 + 2 * i]), lo = util_hex_value(hex[3 + 2 * i]);
 
 		if (hi < 0 || lo < 0)
 			return false;

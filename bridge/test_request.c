@@ -1,11 +1,14 @@
 /*
- * test_request.c: table-driven tests of the request-head parser (request.c).
+ * test_request.c: table-driven tests of the request-head parser (request.c),
+ * the static file paths (files.c) and the responses (response.c).
  * Run by `make -C bridge check` (and so by `make test`).
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "files.h"
 #include "request.h"
+#include "response.h"
 
 static int failures;
 
@@ -192,6 +195,115 @@ test_ws_headers(void)
 	      !r.ws_key[0] && !r.ws_version[0], "ws headers absent", "no key");
 }
 
+/* request_next: framing of what a connection sent (head, body, pipelining). */
+static void
+test_next(void)
+{
+	static const struct {
+		const char *in;
+		size_t len;		/* 0: strlen(in) */
+		enum request_next want;
+		size_t head_len;
+		long long content_length;
+		bool chunked, keep_alive;
+	} cases[] = {
+		{"GET / HTTP/1.1\r\nHost: x\r\n", 0, REQUEST_INCOMPLETE, 0, 0, false, false},
+		{"GET / HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", 0, REQUEST_COMPLETE, 18, -1, false, true},
+		{"GET / HTTP/1.0\r\n\r\n", 0, REQUEST_COMPLETE, 18, -1, false, false},
+		{"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 0, REQUEST_COMPLETE, 42, -1, false, true},
+		{"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 0, REQUEST_COMPLETE, 37, -1, false, false},
+		{"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 0, REQUEST_COMPLETE, 38, 2, false, true},
+		{"POST / HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\n", 0,
+		 REQUEST_COMPLETE, 57, 2, false, true},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n", 0, REQUEST_COMPLETE, 47, -1,
+		 true, true},
+		{"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n", 0, REQUEST_MALFORMED,
+		 0, 0, false, false},
+		{"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 0,
+		 REQUEST_MALFORMED, 0, 0, false, false},
+		{"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 0, REQUEST_MALFORMED, 0, 0, false, false},
+		{"POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", 0, REQUEST_MALFORMED, 0, 0, false, false},
+		{"POST / HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n", 0,
+		 REQUEST_MALFORMED, 0, 0, false, false},
+		{"GET / HTTP/2.0\r\n\r\n", 0, REQUEST_MALFORMED, 0, 0, false, false},
+		{"GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 26, REQUEST_MALFORMED, 0, 0, false, false},
+		{"GET / HTTP/1.1\r\n\r\n\0binary body", 30, REQUEST_COMPLETE, 18, -1, false, true},
+		{"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0,
+		 REQUEST_TOO_LARGE, 0, 0, false, false},
+		{"GET /aaaaaaaa HTTP/1.1\r\nHost: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n\r\n", 0,
+		 REQUEST_TOO_LARGE,
+		 0, 0, false, false},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct request r;
+		size_t hl = 0, len = cases[i].len ? cases[i].len : strlen(cases[i].in);
+		enum request_next got = request_next(cases[i].in, len, 80, &r, &hl);
+
+		check(got == cases[i].want, "next result", cases[i].in);
+		if (got != REQUEST_COMPLETE || cases[i].want != REQUEST_COMPLETE)
+			continue;
+		check(hl == cases[i].head_len, "next head length", cases[i].in);
+		check(r.content_length == cases[i].content_length, "content length", cases[i].in);
+		check(r.chunked == cases[i].chunked, "chunked", cases[i].in);
+		check(r.keep_alive == cases[i].keep_alive, "keep-alive", cases[i].in);
+		check(request_has_body(&r) == (cases[i].chunked || cases[i].content_length > 0),
+		      "has body", cases[i].in);
+	}
+}
+
+/* files_path: what a static request names, and what it may never name. */
+static void
+test_files_path(void)
+{
+	static const struct {
+		const char *target;
+		bool ok;
+		const char *path;
+	} cases[] = {
+		{"/", true, ""},
+		{"/index.html?v=1#top", true, "index.html"},
+		{"//a/./b//c.js", true, "a/b/c.js"},
+		{"/a%20b.txt", true, "a b.txt"},
+		{"/../etc/passwd", false, NULL},
+		{"/a/../../etc/passwd", false, NULL},
+		{"/%2e%2e/etc/passwd", false, NULL},
+		{"/a%2f..%2f..%2fetc", false, NULL},
+		{"/a%00.html", false, NULL},
+		{"/a%5c..", false, NULL},
+		{"/%zz", true, "%zz"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char out[256];
+		bool ok = files_path(cases[i].target, out, sizeof(out));
+
+		check(ok == cases[i].ok, "files path result", cases[i].target);
+		if (ok && cases[i].ok)
+			check(!strcmp(out, cases[i].path), "files path", cases[i].target);
+	}
+	check(!strcmp(files_type("a/b.JS"), "text/javascript; charset=utf-8"), "type js", "b.JS");
+	check(!strcmp(files_type("a.d/README"), "application/octet-stream"), "type none", "README");
+}
+
+/* response_finish: the head the bridge writes. */
+static void
+test_response(void)
+{
+	struct response r;
+
+	response_init(&r, 0);
+	response_text(&r, 405, "text/plain", "no\n", 3);
+	response_header(&r, "Allow: GET, HEAD\r\n");
+	check(response_finish(&r, false) &&
+	      !strcmp(r.head, "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n"
+		      "Content-Length: 3\r\nCache-Control: no-store\r\n"
+		      "X-Content-Type-Options: nosniff\r\nConnection: close\r\n"
+		      "Allow: GET, HEAD\r\n\r\n"), "response head", "405");
+	response_free(&r);
+	check(r.file_fd == -1 && !r.body && !r.head, "response freed", "405");
+}
+
 int
 main(void)
 {
@@ -202,6 +314,9 @@ main(void)
 	test_list();
 	test_cursor();
 	test_ws_headers();
+	test_next();
+	test_files_path();
+	test_response();
 	printf("%s\n", failures ? "request parser tests FAILED" : "request parser tests passed");
 	return failures ? 1 : 0;
 }

@@ -7,17 +7,12 @@
 #include "config.h"
 #include "deliver.h"
 #include "gate.h"
-#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "raw.h"
 #include "registry.h"
 #include "route.h"
 #include "ws.h"
-
-struct pss {
-	struct http_reply http;
-};
 
 #define WS_FRAME_HEAD_MAX 10
 /*
@@ -30,13 +25,6 @@ struct pss {
 static unsigned char ws_txbuf[LWS_PRE + WS_BATCH];
 
 enum ws_flush { WS_FLUSH_DONE, WS_FLUSH_CHOKED, WS_FLUSH_CLOSE, WS_FLUSH_FAILED };
-
-/* Per-session data size for the protocol table. */
-size_t
-ws_pss_size(void)
-{
-	return sizeof(struct pss);
-}
 
 /* The connection's row must go: log, count, queue wsnotify_disconnect, free. */
 static void
@@ -272,12 +260,11 @@ ws_on_receive(struct lws *wsi, struct conn *c, const void *in, size_t len)
 	return 0;
 }
 
-/* The callback for "wsnotify", "wsnotify.v1" and plain HTTP. */
+/* The callback for "wsnotify" and "wsnotify.v1". */
 int
 ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	    void *in, size_t len)
 {
-	struct pss *pss = user;
 	struct conn *c = lws_get_opaque_user_data(wsi);
 
 	if (c && c->magic != CONN_MAGIC)	/* a raw descriptor bound to protocols[0] */
@@ -286,15 +273,11 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		lws_set_opaque_user_data(wsi, c);
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
-		return http_on_request(wsi, &pss->http);
-	case LWS_CALLBACK_HTTP_WRITEABLE:
-		if (pss && pss->http.body)
-			return http_on_writeable(wsi, &pss->http);
-		break;
-	case LWS_CALLBACK_CLOSED_HTTP:
-		if (pss)
-			http_reply_free(&pss->http);
-		break;
+		/*
+		 * The gate answers plain HTTP itself and hands lws only upgrades
+		 * it authorized; one that lws reads as plain HTTP is not served.
+		 */
+		return -1;
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		/* only sockets authorized by the gate may upgrade */
 		return c ? 0 : 1;

@@ -26,15 +26,13 @@
  */
 #define WS_RX_BUFFER 128
 
-/* The protocol callback for "wsnotify", "wsnotify.v1" and plain HTTP. */
+/* The protocol callback for "wsnotify" and "wsnotify.v1". */
 int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		void *in, size_t len);
 struct conn;
 
 /* Write what the connection has queued, as far as its socket takes it now. */
 void ws_flush(struct conn *c);
-/* Per-session data size for the protocol table. */
-size_t ws_pss_size(void);
 /* Periodic check: pings, pong timeouts, idle and expired connections. */
 void ws_sweep(void);
 /* Close every connection with 1001 (drain). */

@@ -40,6 +40,7 @@
 #include "utils/memutils.h"
 
 #include "jwks.h"
+#include "util.h"
 
 /* Shortest RSA modulus accepted, in bits. */
 #define JWKS_RSA_MIN_BITS 2048
@@ -284,47 +285,22 @@ JwksParseKey(json_t *obj, int i, Jwk *key)
 }
 
 /*
- * A strict base64url member (unpadded; trailing "=" tolerated) decoded into
- * palloc'd bytes; NULL when absent, not a string, empty or invalid.
+ * A base64url member (UtilBase64UrlDecode's rule, the same as a token's
+ * parts) decoded into palloc'd bytes; NULL when absent, not a string,
+ * empty or invalid.
  */
 static unsigned char *
 JwksMember(json_t *obj, const char *name, size_t *len)
 {
 	json_t	   *value = json_object_get(obj, name);
-	const char *in;
-	size_t		in_len;
 	unsigned char *out;
-	uint32		bits = 0;
-	int			nbits = 0;
 
 	*len = 0;
 	if (!json_is_string(value) || json_string_length(value) == 0)
 		return NULL;
-	in = json_string_value(value);
-	in_len = json_string_length(value);
-	while (in_len > 0 && in[in_len - 1] == '=')
-		in_len--;
-	out = palloc(in_len * 3 / 4 + 1);
-	for (size_t i = 0; i < in_len; i++)
-	{
-		char		c = in[i];
-		int			v = (c >= 'A' && c <= 'Z') ? c - 'A' :
-			(c >= 'a' && c <= 'z') ? c - 'a' + 26 :
-			(c >= '0' && c <= '9') ? c - '0' + 52 :
-			c == '-' ? 62 : c == '_' ? 63 : -1;
-
-		if (v < 0)
-			return NULL;
-		bits = (bits << 6) | (uint32) v;
-		nbits += 6;
-		if (nbits >= 8)
-		{
-			nbits -= 8;
-			out[(*len)++] = (unsigned char) (bits >> nbits);
-			bits &= (1U << nbits) - 1;
-		}
-	}
-	if (*len == 0 || in_len % 4 == 1)
+	out = UtilBase64UrlDecode(json_string_value(value),
+							  json_string_length(value), len);
+	if (out == NULL || *len == 0)
 		return NULL;
 	return out;
 }

@@ -58,6 +58,11 @@ typedef struct Route
 	Oid			run_as;
 } Route;
 
+/*---- GUC variables ----*/
+static char *routes_connection_id = NULL;
+static char *routes_user_id = NULL;
+static char *routes_claims = NULL;
+
 PG_FUNCTION_INFO_V1(ws_route);
 PG_FUNCTION_INFO_V1(ws_unroute);
 PG_FUNCTION_INFO_V1(wsnotify_invoke);
@@ -78,19 +83,10 @@ static Jsonb *RoutesCall(const Route *route, const char *route_name,
 static Jsonb *RoutesConnectionById(Oid namespace, const char *connection_id);
 static char *RoutesJsonbField(Jsonb *object, const char *key, bool as_text);
 static void RoutesSetContext(Jsonb *connection);
-/*
- * A statement's plan kept for the backend's life, for the extension's schema
- * in namespace (prepared again if the extension moved).
- */
-typedef struct RoutesPlan
-{
-	Oid			namespace;
-	SPIPlanPtr	plan;
-} RoutesPlan;
-
-static int	RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
-					   Datum *values, bool as_owner, Datum *row,
-					   bool *row_nulls, int ncols, RoutesPlan *keep);
+static uint64 RoutesExec(Oid namespace, const char *sql, int nargs,
+						 Oid *types, Datum *values, bool as_owner,
+						 Datum *row, bool *row_nulls, int ncols,
+						 UtilPlan *keep);
 
 /*
  * The route lookup and the connection's row run for every upgrade
@@ -99,8 +95,37 @@ static int	RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
  * wsnotify_connect's cost, perf in a connect storm).  ws_route and
  * ws_unroute are rare and are planned when they run.
  */
-static RoutesPlan lookup_plan = {InvalidOid, NULL};
-static RoutesPlan connection_plan = {InvalidOid, NULL};
+static UtilPlan lookup_plan = {InvalidOid, NULL};
+static UtilPlan connection_plan = {InvalidOid, NULL};
+
+/*
+ * Define the context a route handler runs in, set by wsnotify_invoke for
+ * one transaction; called once from _PG_init.  Superuser-only to set, so
+ * that neither a handler nor an application role can forge them for
+ * row-level security policies; anyone may read them.
+ */
+void
+RoutesInit(void)
+{
+	DefineCustomStringVariable("wsnotify.connection_id",
+							   "Connection whose message the running handler answers.",
+							   "Set by wsnotify for the handler's transaction.",
+							   &routes_connection_id, "",
+							   PGC_SUSET, GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("wsnotify.user_id",
+							   "User of the connection the running handler answers.",
+							   "Set by wsnotify for the handler's transaction.",
+							   &routes_user_id, "",
+							   PGC_SUSET, GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("wsnotify.claims",
+							   "Token claims (JSON) of the connection the running handler answers.",
+							   "Set by wsnotify for the handler's transaction.",
+							   &routes_claims, "",
+							   PGC_SUSET, GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+}
 
 /*
  * ws_route(route text, handler regprocedure, run_as regrole) returns void
@@ -151,7 +176,7 @@ ws_route(PG_FUNCTION_ARGS)
 						"VALUES ($1, $2, $3, $4) ON CONFLICT (route) DO UPDATE "
 						"SET handler = $2, run_as = $3, owner = $4, "
 						"created_at = pg_catalog.now()",
-						WsnotifyQualifiedName(namespace, "websocket_route")),
+						UtilQualifiedName(namespace, "websocket_route")),
 			   4, types, values, true, NULL, NULL, 0, NULL);
 	PG_RETURN_VOID();
 }
@@ -178,7 +203,7 @@ ws_unroute(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(route);
 	PG_RETURN_BOOL(RoutesExec(namespace,
 							  psprintf("DELETE FROM %s WHERE route = $1",
-									   WsnotifyQualifiedName(namespace, "websocket_route")),
+									   UtilQualifiedName(namespace, "websocket_route")),
 							  1, types, values, true, NULL, NULL, 0, NULL) > 0);
 }
 
@@ -402,7 +427,7 @@ RoutesLookup(Oid namespace, const char *route, Route *found, Oid *owner)
 	values[0] = CStringGetTextDatum(route);
 	if (RoutesExec(namespace,
 				   psprintf("SELECT handler, run_as::oid, owner::oid FROM %s WHERE route = $1",
-							WsnotifyQualifiedName(namespace, "websocket_route")),
+							UtilQualifiedName(namespace, "websocket_route")),
 				   1, types, values, false, row, row_nulls, 3, &lookup_plan) == 0)
 		return false;
 	handler_text = TextDatumGetCString(row[0]);
@@ -508,7 +533,7 @@ RoutesConnectionById(Oid namespace, const char *connection_id)
 							"'bridge_id', c.bridge_id, 'connected_at', c.connected_at, "
 							"'remote_addr', c.remote_addr, 'user_agent', c.user_agent, "
 							"'claims', c.claims) FROM %s c WHERE c.connection_id = $1",
-							WsnotifyQualifiedName(namespace, "websocket_client")),
+							UtilQualifiedName(namespace, "websocket_client")),
 				   1, types, values, false, row, row_nulls, 1,
 				   &connection_plan) == 0)
 		ereport(ERROR,
@@ -559,61 +584,16 @@ RoutesSetContext(Jsonb *connection)
 }
 
 /*
- * Run one statement with SPI, as the table owner when as_owner; copy the
- * first ncols columns of its first row, if any, into row/row_nulls in the
- * caller's memory; return the number of rows processed.  With keep, the
- * plan is prepared once for namespace and kept there.
+ * Run one statement on websocket_route or websocket_client (as the tables'
+ * owner when as_owner): UtilExec with this module's arguments.
  */
-static int
+static uint64
 RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
 		   Datum *values, bool as_owner, Datum *row, bool *row_nulls,
-		   int ncols, RoutesPlan *keep)
+		   int ncols, UtilPlan *keep)
 {
-	Oid			saved_user;
-	int			saved_context;
-	int			rc;
-	int			i;
-	uint64		processed;
+	UtilStatement stmt = {sql, nargs, types, values,
+	as_owner ? "websocket_route" : NULL, false, keep};
 
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	if (as_owner)
-		SetUserIdAndSecContext(WsnotifyTableOwner(namespace, "websocket_route"),
-							   saved_context | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (keep != NULL && keep->plan != NULL && keep->namespace != namespace)
-	{
-		SPI_freeplan(keep->plan);
-		keep->plan = NULL;
-	}
-	if (keep != NULL && keep->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare \"%s\": %s", sql,
-				 SPI_result_code_string(SPI_result));
-		keep->plan = plan;
-		keep->namespace = namespace;
-	}
-	if (keep != NULL)
-		rc = SPI_execute_plan(keep->plan, values, NULL, false, 0);
-	else
-		rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-	processed = SPI_processed;
-	for (i = 0; row != NULL && processed > 0 && i < ncols; i++)
-	{
-		Form_pg_attribute attr = TupleDescAttr(SPI_tuptable->tupdesc, i);
-
-		row[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-							   i + 1, &row_nulls[i]);
-		if (!row_nulls[i])
-			row[i] = SPI_datumTransfer(row[i], attr->attbyval, attr->attlen);
-	}
-	SPI_finish();
-	SetUserIdAndSecContext(saved_user, saved_context);
-	return (int) processed;
+	return UtilExec(namespace, &stmt, row, row_nulls, ncols);
 }
-

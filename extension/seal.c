@@ -37,9 +37,9 @@ static Oid	key_namespace = InvalidOid;
 static bool key_loaded = false;
 
 /*
- * Read the key if this backend has not yet (SPI must be connected, as the
- * table's owner).  Without a usable key nothing is sealed: messages are
- * fetched instead, as before inline payloads existed.
+ * Read the key, as the table's owner, if this backend has not yet.
+ * Without a usable key nothing is sealed: messages are fetched instead, as
+ * before inline payloads existed.
  */
 void
 SealPrepare(Oid namespace)
@@ -47,17 +47,16 @@ SealPrepare(Oid namespace)
 	bool		isnull;
 	Datum		value;
 	bytea	   *key;
+	UtilStatement stmt = {NULL, 0, NULL, NULL, "websocket_inline_key", true,
+	NULL};
 
 	if (key_namespace == namespace)
 		return;
 	key_namespace = namespace;
 	key_loaded = false;
-	if (SPI_execute(psprintf("SELECT key FROM %s",
-							 WsnotifyQualifiedName(namespace, "websocket_inline_key")),
-					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		return;
-	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
+	stmt.sql = psprintf("SELECT key FROM %s",
+						UtilQualifiedName(namespace, "websocket_inline_key"));
+	if (UtilExec(namespace, &stmt, &value, &isnull, 1) != 1 || isnull)
 		return;
 	key = DatumGetByteaPP(value);
 	if (VARSIZE_ANY_EXHDR(key) != SEAL_KEY_LEN)

@@ -40,6 +40,7 @@
 #include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -76,6 +77,10 @@
  */
 #define SEND_INLINE_MAX 1024
 
+/*---- GUC variables ----*/
+static int	send_max_message_size = 8 * 1024 * 1024;
+static int	send_retention = 300;
+
 /* A message waiting for its transaction to commit. */
 typedef struct PendingMessage
 {
@@ -89,13 +94,12 @@ static List *pending_messages = NIL;
 /* Schema of the extension, learnt from the function that queued. */
 static Oid	pending_namespace = InvalidOid;
 
-/* Plans prepared once per backend for the schema in plans_namespace. */
-static Oid	plans_namespace = InvalidOid;
-static SPIPlanPtr plan_insert = NULL;
-static SPIPlanPtr plan_count_user = NULL;
-static SPIPlanPtr plan_count_all = NULL;
-static SPIPlanPtr plan_connection_exists = NULL;
-static SPIPlanPtr plan_purge = NULL;
+/* Plans kept for the backend's life (util.c). */
+static UtilPlan plan_insert = {InvalidOid, NULL};
+static UtilPlan plan_count_user = {InvalidOid, NULL};
+static UtilPlan plan_count_all = {InvalidOid, NULL};
+static UtilPlan plan_connection_exists = {InvalidOid, NULL};
+static UtilPlan plan_purge = {InvalidOid, NULL};
 
 PG_FUNCTION_INFO_V1(send_ws);
 PG_FUNCTION_INFO_V1(send_ws_connection);
@@ -109,24 +113,41 @@ static void SendXactCallback(XactEvent event, void *arg);
 static void SendSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 								SubTransactionId parentSubid, void *arg);
 static void SendFlush(void);
-static void SendPurgeSometimes(int count);
-static int64 SendWriteOutbox(Oid outbox_id, Oid sequence, int64 *first_id);
-static void SendInsertRows(const OutboxRow *rows, int count, TimestampTz sent_at);
+static void SendPurgeSometimes(Oid namespace, int count);
+static int64 SendWriteOutbox(Oid namespace, Oid outbox_id, Oid sequence,
+							 int64 *first_id);
+static void SendInsertRows(Oid namespace, const OutboxRow *rows, int count,
+						   TimestampTz sent_at);
 static StringInfo SendInlineMessages(void);
 static char *SendNotifyPayload(int64 first_id, int64 last_id,
 							   StringInfo messages);
 static text *SendRequiredText(FunctionCallInfo fcinfo, int argno,
 							  const char *name);
-static void SendPreparePlans(Oid namespace);
-static int64 SendCountQuery(Oid namespace, SPIPlanPtr *plan,
+static int64 SendCountQuery(Oid namespace, UtilPlan *plan,
 							 const char *column, text *arg);
 
 /*
- * Install the transaction callbacks; called once from _PG_init.
+ * Define the settings of message delivery and install the transaction
+ * callbacks; called once from _PG_init.
  */
 void
-SendRegisterCallbacks(void)
+SendInit(void)
 {
+	DefineCustomIntVariable("wsnotify.max_message_size",
+							"Largest message send_ws and its kin accept.",
+							"Measured as the stored jsonb size.",
+							&send_max_message_size,
+							8 * 1024 * 1024, 1024, 256 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wsnotify.retention",
+							"How long sent messages are kept for clients that resume.",
+							NULL,
+							&send_retention, 300, 0, 7 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	RegisterXactCallback(SendXactCallback, NULL);
 	RegisterSubXactCallback(SendSubXactCallback, NULL);
 }
@@ -339,12 +360,12 @@ SendRequiredMessage(FunctionCallInfo fcinfo, int argno)
 				 errhint("To send a JSON null, pass 'null'::jsonb.")));
 	message = PG_GETARG_JSONB_P(argno);
 	size = VARSIZE(message) - VARHDRSZ;
-	if (size > (Size) wsnotify_max_message_size)
+	if (size > (Size) send_max_message_size)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("message is too large"),
 				 errdetail("The message takes %zu bytes; wsnotify.max_message_size is %d bytes.",
-						   size, wsnotify_max_message_size)));
+						   size, send_max_message_size)));
 	return message;
 }
 
@@ -365,12 +386,12 @@ SendRequiredBinary(FunctionCallInfo fcinfo, int argno)
 				 errhint("To send an empty binary message, pass ''::bytea.")));
 	message = PG_GETARG_BYTEA_PP(argno);
 	size = VARSIZE_ANY_EXHDR(message);
-	if (size > (Size) wsnotify_max_message_size)
+	if (size > (Size) send_max_message_size)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("message is too large"),
 				 errdetail("The message is %zu bytes; wsnotify.max_message_size is %d bytes.",
-						   size, wsnotify_max_message_size)));
+						   size, send_max_message_size)));
 	return message;
 }
 
@@ -497,8 +518,6 @@ SendFlush(void)
 	Oid			namespace = pending_namespace;
 	Oid			outbox;
 	Oid			sequence;
-	Oid			saved_user;
-	int			saved_context;
 	int64		first_id = 0;
 	int64		last_id;
 	StringInfo	messages;
@@ -516,30 +535,18 @@ SendFlush(void)
 				 errhint("Was the wsnotify extension dropped in this transaction?")));
 
 	/*
-	 * Lay out the inline payload's messages now, outside SPI (its memory
-	 * goes at SPI_finish) and before the commit lock, which every committing
+	 * Lay out the inline payload's messages now, before the commit lock, which every committing
 	 * NOTIFY in the cluster waits for: only the ids and the seal over them
 	 * need to wait until the ids are drawn.
 	 */
 	messages = SendInlineMessages();
 
-	/* Only the owner writes the outbox; senders need no grant on it. */
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(WsnotifyTableOwner(namespace, "websocket_message"),
-						   saved_context | SECURITY_LOCAL_USERID_CHANGE);
 	/* Pre-commit runs after the last portal closed: bring a snapshot. */
 	PushActiveSnapshot(GetTransactionSnapshot());
-	SendPreparePlans(namespace);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	SendPurgeSometimes(list_length(pending_messages));
+	SendPurgeSometimes(namespace, list_length(pending_messages));
 	SealPrepare(namespace);
-	last_id = SendWriteOutbox(outbox, sequence, &first_id);
-
-	SPI_finish();
+	last_id = SendWriteOutbox(namespace, outbox, sequence, &first_id);
 	PopActiveSnapshot();
-	SetUserIdAndSecContext(saved_user, saved_context);
 
 	Async_Notify(WSNOTIFY_CHANNEL,
 				 SendNotifyPayload(first_id, last_id, messages));
@@ -627,11 +634,13 @@ SendNotifyPayload(int64 first_id, int64 last_id, StringInfo messages)
  * SEND_PURGE_EVERY messages or more always purge.
  */
 static void
-SendPurgeSometimes(int count)
+SendPurgeSometimes(Oid namespace, int count)
 {
 	static TimestampTz idle_until = 0;
+	Oid			types[1] = {INT4OID};
 	Datum		batch[1];
-	bool		isnull;
+	UtilStatement stmt = {NULL, 1, types, batch, "websocket_message", false,
+	&plan_purge};
 	TimestampTz now;
 
 	if (count < SEND_PURGE_EVERY &&
@@ -641,13 +650,11 @@ SendPurgeSometimes(int count)
 	if (count < SEND_PURGE_EVERY && now < idle_until)
 		return;
 	batch[0] = Int32GetDatum(Max(SEND_PURGE_BATCH, count * SEND_PURGE_PER_MESSAGE));
-	if (SPI_execute_plan(plan_purge, batch, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not purge the wsnotify outbox");
-	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-									1, &isnull)) == 0)
+	stmt.sql = psprintf("SELECT %s($1)",
+						UtilQualifiedName(namespace, "wsnotify_purge"));
+	if (UtilExecInt8(namespace, &stmt) == 0)
 		idle_until = TimestampTzPlusMilliseconds(now,
-												 Min((int64) wsnotify_retention * 100, 1000));
+												 Min((int64) send_retention * 100, 1000));
 }
 
 /*
@@ -658,7 +665,7 @@ SendPurgeSometimes(int count)
  * out and the outbox and its indexes opened before.
  */
 static int64
-SendWriteOutbox(Oid outbox_id, Oid sequence, int64 *first_id)
+SendWriteOutbox(Oid namespace, Oid outbox_id, Oid sequence, int64 *first_id)
 {
 	int			count = list_length(pending_messages);
 	OutboxRow  *rows = palloc(sizeof(OutboxRow) * count);
@@ -686,7 +693,7 @@ SendWriteOutbox(Oid outbox_id, Oid sequence, int64 *first_id)
 		OutboxWriterEnd(writer);
 	}
 	else
-		SendInsertRows(rows, count, sent_at);
+		SendInsertRows(namespace, rows, count, sent_at);
 	table_close(outbox, NoLock);
 
 	*first_id = rows[0].id;
@@ -698,8 +705,11 @@ SendWriteOutbox(Oid outbox_id, Oid sequence, int64 *first_id)
  * changed in a way the executor has to handle (outbox.c).
  */
 static void
-SendInsertRows(const OutboxRow *rows, int count, TimestampTz sent_at)
+SendInsertRows(Oid namespace, const OutboxRow *rows, int count,
+			   TimestampTz sent_at)
 {
+	Oid			types[6] = {INT8ARRAYOID, CHARARRAYOID, TEXTARRAYOID,
+	JSONBARRAYOID, TIMESTAMPTZOID, BYTEAARRAYOID};
 	Datum	   *ids = palloc(sizeof(Datum) * count);
 	Datum	   *kinds = palloc(sizeof(Datum) * count);
 	Datum	   *targets = palloc(sizeof(Datum) * count);
@@ -709,6 +719,8 @@ SendInsertRows(const OutboxRow *rows, int count, TimestampTz sent_at)
 	Datum	   *binaries = palloc(sizeof(Datum) * count);
 	bool	   *binary_nulls = palloc(sizeof(bool) * count);
 	Datum		args[6];
+	UtilStatement stmt = {NULL, 6, types, args, "websocket_message", false,
+	&plan_insert};
 	int			dims[1] = {count};
 	int			lbs[1] = {1};
 	int			i;
@@ -740,95 +752,37 @@ SendInsertRows(const OutboxRow *rows, int count, TimestampTz sent_at)
 	args[5] = PointerGetDatum(construct_md_array(binaries, binary_nulls, 1,
 												 dims, lbs, BYTEAOID, -1,
 												 false, TYPALIGN_INT));
-
-	if (SPI_execute_plan(plan_insert, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not write the wsnotify outbox");
-}
-
-/*
- * Prepare (once per backend, again if the extension moved) the statements
- * this module runs, with the extension's schema spelled out so that the
- * caller's search_path plays no part.
- */
-static void
-SendPreparePlans(Oid namespace)
-{
-	char	   *outbox;
-	char	   *clients;
-	Oid			insert_types[6] = {INT8ARRAYOID, CHARARRAYOID, TEXTARRAYOID,
-	JSONBARRAYOID, TIMESTAMPTZOID, BYTEAARRAYOID};
-	Oid			text_type[1] = {TEXTOID};
-	Oid			int4_type[1] = {INT4OID};
-
-	if (plans_namespace == namespace && plan_insert != NULL)
-		return;
-
-	outbox = WsnotifyQualifiedName(namespace, "websocket_message");
-	clients = WsnotifyQualifiedName(namespace, "websocket_client");
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (plan_insert)
-	{
-		SPI_freeplan(plan_insert);
-		SPI_freeplan(plan_count_user);
-		SPI_freeplan(plan_count_all);
-		SPI_freeplan(plan_connection_exists);
-		SPI_freeplan(plan_purge);
-		plan_insert = NULL;
-	}
-	plan_count_user = SPI_prepare(psprintf("SELECT count(*) FROM %s WHERE user_id = $1",
-										   clients), 1, text_type);
-	plan_count_all = SPI_prepare(psprintf("SELECT count(*) FROM %s", clients),
-								 0, NULL);
-	plan_connection_exists = SPI_prepare(psprintf("SELECT count(*) FROM %s WHERE connection_id = $1",
-												  clients), 1, text_type);
-	plan_insert = SPI_prepare(psprintf("INSERT INTO %s (id, sent_at, kind, target, body, body_binary) "
-									   "SELECT u.id, $5, u.kind, u.target, u.body, u.body_binary "
-									   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-									   "pg_catalog.unnest($3), pg_catalog.unnest($4), "
-									   "pg_catalog.unnest($6)) "
-									   "AS u(id, kind, target, body, body_binary)",
-									   outbox), 6, insert_types);
-	plan_purge = SPI_prepare(psprintf("SELECT %s($1)",
-									  WsnotifyQualifiedName(namespace, "wsnotify_purge")),
-							 1, int4_type);
-	if (!plan_count_user || !plan_count_all || !plan_connection_exists ||
-		!plan_insert || !plan_purge)
-		elog(ERROR, "could not prepare wsnotify statements: %s",
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan_count_user);
-	SPI_keepplan(plan_count_all);
-	SPI_keepplan(plan_connection_exists);
-	SPI_keepplan(plan_insert);
-	SPI_keepplan(plan_purge);
-	SPI_finish();
-	plans_namespace = namespace;
+	stmt.sql = psprintf("INSERT INTO %s (id, sent_at, kind, target, body, body_binary) "
+						"SELECT u.id, $5, u.kind, u.target, u.body, u.body_binary "
+						"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+						"pg_catalog.unnest($3), pg_catalog.unnest($4), "
+						"pg_catalog.unnest($6)) "
+						"AS u(id, kind, target, body, body_binary)",
+						UtilQualifiedName(namespace, "websocket_message"));
+	UtilExec(namespace, &stmt, NULL, NULL, 0);
 }
 
 /*
  * Count the rows of websocket_client whose column is arg (all of them when
- * arg is NULL): through the index when clients.c can, else with the
- * count(*) statement prepared for it.
+ * arg is NULL), in the caller's snapshot and with the caller's rights:
+ * through the index when clients.c can, else with a count(*) statement.
  */
 static int64
-SendCountQuery(Oid namespace, SPIPlanPtr *plan, const char *column, text *arg)
+SendCountQuery(Oid namespace, UtilPlan *plan, const char *column, text *arg)
 {
+	Oid			types[1] = {TEXTOID};
 	Datum		args[1];
-	bool		isnull;
+	UtilStatement stmt = {NULL, arg ? 1 : 0, types, args, NULL, true, plan};
 	int64		result;
 
 	if (arg != NULL && (result = ClientCount(namespace, column, arg)) >= 0)
 		return result;
-	SendPreparePlans(namespace);
 	args[0] = PointerGetDatum(arg);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_plan(*plan, arg ? args : NULL, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not count WebSocket connections");
-	result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	return result;
+	stmt.sql = arg == NULL ?
+		psprintf("SELECT count(*) FROM %s",
+				 UtilQualifiedName(namespace, "websocket_client")) :
+		psprintf("SELECT count(*) FROM %s WHERE %s = $1",
+				 UtilQualifiedName(namespace, "websocket_client"),
+				 quote_identifier(column));
+	return UtilExecInt8(namespace, &stmt);
 }
-

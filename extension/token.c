@@ -57,6 +57,8 @@
 
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
@@ -133,17 +135,40 @@ typedef struct TokenTrees
 	json_t	   *claims;
 } TokenTrees;
 
+/*---- GUC variables ----*/
+static char *token_jwt_secret = NULL;
+static char *token_jwt_public_key = NULL;
+static char *token_jwt_jwks = NULL;
+static char *token_jwt_algorithms = NULL;
+static char *token_jwt_audience = NULL;
+static char *token_jwt_issuer = NULL;
+static int	token_jwt_leeway = 30;
+static int	token_jwt_max_length = 8192;
+static char *token_user_claim = NULL;
+
+/*
+ * wsnotify.jwt_algorithms parsed: bit i set when token_algorithms[i] is
+ * accepted.  The check hook parses the list once per change, the assign
+ * hook installs the result.
+ */
+static uint32 token_allowed = 0;
+
 PG_FUNCTION_INFO_V1(verify_token);
 PG_FUNCTION_INFO_V1(verify_token_with_key);
 
+static const char *TokenShowSecret(void);
+static const char *TokenShowJwks(void);
+static bool TokenCheckAlgorithms(char **newval, void **extra, GucSource source);
+static void TokenAssignAlgorithms(const char *newval, void *extra);
+static bool TokenParseAlgorithms(const char *list, uint32 *mask,
+								 char **bad_name);
+static bool TokenCheckSecretSource(char **newval, void **extra,
+								   GucSource source);
 static Jsonb *TokenVerify(const char *token, const TokenKeySource *source);
 static Jsonb *TokenVerifyParsed(TokenParts *parts, TokenTrees *trees,
 								const TokenKeySource *source);
 static void TokenCheckLength(const char *token);
 static void TokenSplit(const char *token, TokenParts *parts);
-static int	TokenBase64UrlValue(unsigned char c);
-static unsigned char *TokenBase64UrlDecode(const char *in, size_t len,
-										   size_t *out_len);
 static json_t *TokenParseJson(const char *json, size_t len, const char *what);
 static const TokenAlgorithm *TokenHeaderAlgorithm(json_t *header,
 												  const TokenKeySource *source);
@@ -176,6 +201,204 @@ static void TokenCheckUserClaim(json_t *claims);
 static Jsonb *TokenClaimsToJsonb(const char *payload, size_t len);
 static void TokenRefuseMalformed(const char *detail);
 static char *TokenTextArg(FunctionCallInfo fcinfo, int argno);
+
+/*
+ * Define the settings that decide which tokens verify_token() accepts;
+ * called once from _PG_init.
+ *
+ * Secrets (wsnotify.jwt_secret, wsnotify.jwt_jwks) are GUC_SUPERUSER_ONLY
+ * and also masked by a show hook, so neither SHOW, current_setting() nor
+ * pg_settings reveal them to anyone but a superuser, including members of
+ * pg_read_all_settings.  A setting is only protected once this library has
+ * defined it: before that it is a placeholder any role can read.  Hence the
+ * documented setup is shared_preload_libraries, and verification from
+ * configured keys refuses to run when the library was loaded late.
+ */
+void
+TokenInit(void)
+{
+	DefineCustomStringVariable("wsnotify.jwt_secret",
+							   "Shared secret for HS256/HS384/HS512 tokens.",
+							   "Only superusers can read or set it.",
+							   &token_jwt_secret, "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   TokenCheckSecretSource, NULL, TokenShowSecret);
+
+	DefineCustomStringVariable("wsnotify.jwt_public_key",
+							   "PEM public key (RSA or EC) for RS*/ES* tokens.",
+							   NULL,
+							   &token_jwt_public_key, "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("wsnotify.jwt_jwks",
+							   "JWKS document whose keys are picked by the token's kid.",
+							   "Only superusers can read or set it: it may hold oct secrets.",
+							   &token_jwt_jwks, "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   TokenCheckSecretSource, NULL, TokenShowJwks);
+
+	DefineCustomStringVariable("wsnotify.jwt_algorithms",
+							   "Comma-separated list of accepted JWT algorithms.",
+							   "Any of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512; never none.",
+							   &token_jwt_algorithms, "HS256",
+							   PGC_SUSET, GUC_LIST_INPUT,
+							   TokenCheckAlgorithms, TokenAssignAlgorithms, NULL);
+
+	DefineCustomStringVariable("wsnotify.jwt_audience",
+							   "Required aud claim; empty accepts any audience.",
+							   NULL,
+							   &token_jwt_audience, "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("wsnotify.jwt_issuer",
+							   "Required iss claim; empty accepts any issuer.",
+							   NULL,
+							   &token_jwt_issuer, "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wsnotify.jwt_leeway",
+							"Clock skew tolerated when checking exp and nbf.",
+							NULL,
+							&token_jwt_leeway, 30, 0, 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wsnotify.jwt_max_length",
+							"Longest token accepted, in bytes.",
+							NULL,
+							&token_jwt_max_length, 8192, 256, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("wsnotify.user_claim",
+							   "Claim that holds the user id (a string or an integer).",
+							   NULL,
+							   &token_user_claim, "sub",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+}
+
+/*
+ * SHOW hook for a secret: the value for superusers, a mask for everyone
+ * else, so that pg_read_all_settings does not reveal it either.
+ */
+static const char *
+TokenShowSecret(void)
+{
+	if (!superuser())
+		return "********";
+	return token_jwt_secret ? token_jwt_secret : "";
+}
+
+/* SHOW hook for the JWKS document, masked like the secret. */
+static const char *
+TokenShowJwks(void)
+{
+	if (!superuser())
+		return "********";
+	return token_jwt_jwks ? token_jwt_jwks : "";
+}
+
+/*
+ * Parse wsnotify.jwt_algorithms when it is set, rejecting an unknown name
+ * and "none" then rather than at the first token; the parsed mask goes to
+ * the assign hook as extra.
+ */
+static bool
+TokenCheckAlgorithms(char **newval, void **extra, GucSource source)
+{
+	char	   *bad_name = NULL;
+	uint32		mask;
+	uint32	   *parsed;
+
+	if (!TokenParseAlgorithms(*newval, &mask, &bad_name))
+	{
+		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+		GUC_check_errmsg("\"%s\" is not an accepted JWT algorithm", bad_name);
+		GUC_check_errhint("Use a comma-separated list of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512.");
+		return false;
+	}
+	parsed = malloc(sizeof(uint32));	/* guc.c frees extra with free() */
+	if (parsed == NULL)
+		return false;
+	*parsed = mask;
+	*extra = parsed;
+	return true;
+}
+
+/* Install the mask TokenCheckAlgorithms parsed. */
+static void
+TokenAssignAlgorithms(const char *newval, void *extra)
+{
+	token_allowed = extra ? *(uint32 *) extra : 0;
+}
+
+/*
+ * Parse a comma-separated list of supported algorithm names (any case:
+ * SQL lower-cases an unquoted list) into a mask of token_algorithms; false
+ * with *bad_name when an item is not one, or the list is empty.  For the
+ * GUC check hook, so it reports through bad_name, never ereport.
+ */
+static bool
+TokenParseAlgorithms(const char *list, uint32 *mask, char **bad_name)
+{
+	char	   *copy;
+	char	   *item;
+	char	   *next;
+
+	*mask = 0;
+	*bad_name = "";
+	if (list == NULL)
+		return false;
+	copy = pstrdup(list);
+	for (item = copy; item != NULL; item = next)
+	{
+		const TokenAlgorithm *alg;
+		char	   *end;
+
+		next = strchr(item, ',');
+		if (next != NULL)
+			*next++ = '\0';
+		while (isspace((unsigned char) *item))
+			item++;
+		end = item + strlen(item);
+		while (end > item && isspace((unsigned char) end[-1]))
+			*--end = '\0';
+		alg = TokenFindAlgorithm(item, strlen(item), false);
+		if (alg == NULL)
+		{
+			*bad_name = item;
+			return false;
+		}
+		*mask |= 1U << (alg - token_algorithms);
+	}
+	return *mask != 0;
+}
+
+/*
+ * Refuse a secret from ALTER ROLE/DATABASE ... SET or a function's SET
+ * clause: those are stored in pg_db_role_setting and pg_proc, which every
+ * role can read.
+ */
+static bool
+TokenCheckSecretSource(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (source != PGC_S_TEST && source != PGC_S_DATABASE &&
+		source != PGC_S_USER && source != PGC_S_DATABASE_USER)
+		return true;
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("wsnotify secrets cannot be set per role, per database or per function");
+	GUC_check_errdetail("Such settings are stored in catalogs that every role can read.");
+	GUC_check_errhint("Set it in postgresql.conf or with ALTER SYSTEM.");
+	return false;
+}
 
 /*
  * verify_token(token text) returns jsonb: verify with the configured keys.
@@ -264,44 +487,6 @@ TokenVerifyWithKey(const char *token, const char *key, const char *algorithm)
 }
 
 /*
- * Is the comma-separated list made only of supported algorithm names?
- * For the GUC check hook, so it reports through bad_name, never ereport.
- */
-bool
-TokenAlgorithmListIsValid(const char *list, char **bad_name)
-{
-	char	   *copy;
-	char	   *item;
-	char	   *next;
-	bool		any = false;
-
-	*bad_name = pstrdup("");
-	if (list == NULL)
-		return false;
-	copy = pstrdup(list);
-	for (item = copy; item != NULL; item = next)
-	{
-		char	   *end;
-
-		next = strchr(item, ',');
-		if (next != NULL)
-			*next++ = '\0';
-		while (isspace((unsigned char) *item))
-			item++;
-		end = item + strlen(item);
-		while (end > item && isspace((unsigned char) end[-1]))
-			*--end = '\0';
-		if (TokenFindAlgorithm(item, strlen(item), false) == NULL)
-		{
-			*bad_name = item;
-			return false;
-		}
-		any = true;
-	}
-	return any;
-}
-
-/*
  * Parse, verify and check one token; return its claims.  The jansson
  * trees are freed however this ends.
  */
@@ -377,12 +562,12 @@ TokenCheckLength(const char *token)
 {
 	size_t		len = strlen(token);
 
-	if (len > (size_t) wsnotify_jwt_max_length)
+	if (len > (size_t) token_jwt_max_length)
 		ereport(ERROR,
 				(errcode(TOKEN_ERRCODE),
 				 errmsg("token too long"),
 				 errdetail("The token is %zu bytes long; wsnotify.jwt_max_length is %d.",
-						   len, wsnotify_jwt_max_length)));
+						   len, token_jwt_max_length)));
 }
 
 /* Raise the "malformed token" error with a detail that names no content. */
@@ -413,67 +598,14 @@ TokenSplit(const char *token, TokenParts *parts)
 
 	parts->token = token;
 	parts->signed_len = dot2 - token;
-	parts->header = (char *) TokenBase64UrlDecode(token, dot1 - token,
+	parts->header = (char *) UtilBase64UrlDecode(token, dot1 - token,
 												  &parts->header_len);
-	parts->payload = (char *) TokenBase64UrlDecode(dot1 + 1, dot2 - dot1 - 1,
+	parts->payload = (char *) UtilBase64UrlDecode(dot1 + 1, dot2 - dot1 - 1,
 												   &parts->payload_len);
-	parts->signature = TokenBase64UrlDecode(sig, strlen(sig),
+	parts->signature = UtilBase64UrlDecode(sig, strlen(sig),
 											&parts->signature_len);
 	if (parts->header == NULL || parts->payload == NULL || parts->signature == NULL)
 		TokenRefuseMalformed("A part is not valid unpadded base64url.");
-}
-
-/* Value of one base64url character, or -1. */
-static int
-TokenBase64UrlValue(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-/*
- * Strict unpadded base64url (RFC 7515): the alphabet only, no padding, no
- * stray bits.  Returns a palloc'd, NUL-terminated buffer, or NULL.
- */
-static unsigned char *
-TokenBase64UrlDecode(const char *in, size_t len, size_t *out_len)
-{
-	unsigned char *out = palloc(len * 3 / 4 + 1);
-	uint32		bits = 0;
-	int			nbits = 0;
-	size_t		n = 0;
-
-	if (len % 4 == 1)
-		return NULL;
-	for (size_t i = 0; i < len; i++)
-	{
-		int			v = TokenBase64UrlValue((unsigned char) in[i]);
-
-		if (v < 0)
-			return NULL;
-		bits = (bits << 6) | (uint32) v;
-		nbits += 6;
-		if (nbits >= 8)
-		{
-			nbits -= 8;
-			out[n++] = (unsigned char) (bits >> nbits);
-			bits &= (1U << nbits) - 1;
-		}
-	}
-	if (bits != 0)
-		return NULL;
-	out[n] = '\0';
-	*out_len = n;
-	return out;
 }
 
 /*
@@ -563,26 +695,7 @@ TokenFindAlgorithm(const char *name, size_t len, bool exact)
 static bool
 TokenAlgorithmAllowed(const TokenAlgorithm *alg)
 {
-	const char *p = wsnotify_jwt_algorithms ? wsnotify_jwt_algorithms : "";
-	size_t		len = strlen(alg->name);
-
-	while (*p != '\0')
-	{
-		const char *end = strchr(p, ',');
-		const char *stop;
-
-		if (end == NULL)
-			end = p + strlen(p);
-		while (p < end && isspace((unsigned char) *p))
-			p++;
-		stop = end;
-		while (stop > p && isspace((unsigned char) stop[-1]))
-			stop--;
-		if ((size_t) (stop - p) == len && pg_strncasecmp(p, alg->name, len) == 0)
-			return true;
-		p = (*end == ',') ? end + 1 : end;
-	}
-	return false;
+	return (token_allowed & (1U << (alg - token_algorithms))) != 0;
 }
 
 /*
@@ -599,7 +712,7 @@ TokenKeyFor(const TokenAlgorithm *alg, const TokenKeySource *source)
 
 	if (key == NULL)
 		key = alg->family == TOKEN_HMAC ?
-			wsnotify_jwt_secret : wsnotify_jwt_public_key;
+			token_jwt_secret : token_jwt_public_key;
 	if (key == NULL || key[0] == '\0')
 		ereport(ERROR,
 				(errcode(TOKEN_ERRCODE),
@@ -627,11 +740,11 @@ TokenJwksKey(json_t *header, const TokenAlgorithm *alg,
 {
 	json_t	   *kid = json_object_get(header, "kid");
 	const char *single = alg->family == TOKEN_HMAC ?
-		wsnotify_jwt_secret : wsnotify_jwt_public_key;
+		token_jwt_secret : token_jwt_public_key;
 	bool		single_fits = single != NULL && single[0] != '\0';
 	EVP_PKEY   *pkey;
 
-	if (source->key != NULL || wsnotify_jwt_jwks == NULL || wsnotify_jwt_jwks[0] == '\0')
+	if (source->key != NULL || token_jwt_jwks == NULL || token_jwt_jwks[0] == '\0')
 		return false;
 	if (kid != NULL && !json_is_string(kid))
 		TokenRefuseMalformed("The header's \"kid\" is not a string.");
@@ -639,7 +752,7 @@ TokenJwksKey(json_t *header, const TokenAlgorithm *alg,
 	if (single_fits && alg->family != TOKEN_HMAC)
 		single_fits = (pkey = TokenParsePublicKey(single)) != NULL &&
 			TokenKeyFits(pkey, alg);
-	return JwksChoose(wsnotify_jwt_jwks, kid ? json_string_value(kid) : NULL,
+	return JwksChoose(token_jwt_jwks, kid ? json_string_value(kid) : NULL,
 					  alg->name, single_fits, out);
 }
 
@@ -864,7 +977,7 @@ static void
 TokenCheckTimes(json_t *claims)
 {
 	double		now = (double) time(NULL);
-	double		leeway = wsnotify_jwt_leeway;
+	double		leeway = token_jwt_leeway;
 	bool		has_exp;
 	bool		has_nbf;
 	double		exp = TokenNumericClaim(claims, "exp", &has_exp);
@@ -875,13 +988,13 @@ TokenCheckTimes(json_t *claims)
 				(errcode(TOKEN_ERRCODE),
 				 errmsg("token expired"),
 				 errdetail("The token expired at %s (wsnotify.jwt_leeway is %d seconds).",
-						   TokenFormatTime(exp), wsnotify_jwt_leeway)));
+						   TokenFormatTime(exp), token_jwt_leeway)));
 	if (has_nbf && now + leeway < nbf)
 		ereport(ERROR,
 				(errcode(TOKEN_ERRCODE),
 				 errmsg("token not yet valid"),
 				 errdetail("The token is not valid before %s (wsnotify.jwt_leeway is %d seconds).",
-						   TokenFormatTime(nbf), wsnotify_jwt_leeway)));
+						   TokenFormatTime(nbf), token_jwt_leeway)));
 }
 
 /* iss must equal wsnotify.jwt_issuer when that is set. */
@@ -890,7 +1003,7 @@ TokenCheckIssuer(json_t *claims)
 {
 	json_t	   *iss;
 
-	if (wsnotify_jwt_issuer == NULL || wsnotify_jwt_issuer[0] == '\0')
+	if (token_jwt_issuer == NULL || token_jwt_issuer[0] == '\0')
 		return;
 	iss = json_object_get(claims, "iss");
 	if (iss == NULL)
@@ -898,7 +1011,7 @@ TokenCheckIssuer(json_t *claims)
 				(errcode(TOKEN_ERRCODE),
 				 errmsg("wrong issuer"),
 				 errdetail("The token has no \"iss\" claim, and wsnotify.jwt_issuer is set.")));
-	if (!json_is_string(iss) || strcmp(json_string_value(iss), wsnotify_jwt_issuer) != 0)
+	if (!json_is_string(iss) || strcmp(json_string_value(iss), token_jwt_issuer) != 0)
 		ereport(ERROR,
 				(errcode(TOKEN_ERRCODE),
 				 errmsg("wrong issuer"),
@@ -910,7 +1023,7 @@ static bool
 TokenAudienceMatches(json_t *value)
 {
 	return json_is_string(value) &&
-		strcmp(json_string_value(value), wsnotify_jwt_audience) == 0;
+		strcmp(json_string_value(value), token_jwt_audience) == 0;
 }
 
 /* aud (a string or an array of them) must hold wsnotify.jwt_audience when set. */
@@ -920,7 +1033,7 @@ TokenCheckAudience(json_t *claims)
 	json_t	   *aud;
 	bool		matched = false;
 
-	if (wsnotify_jwt_audience == NULL || wsnotify_jwt_audience[0] == '\0')
+	if (token_jwt_audience == NULL || token_jwt_audience[0] == '\0')
 		return;
 	aud = json_object_get(claims, "aud");
 	if (aud == NULL)
@@ -946,7 +1059,7 @@ TokenCheckAudience(json_t *claims)
 static void
 TokenCheckUserClaim(json_t *claims)
 {
-	const char *name = wsnotify_user_claim ? wsnotify_user_claim : "sub";
+	const char *name = token_user_claim ? token_user_claim : "sub";
 	json_t	   *user = json_object_get(claims, name);
 
 	if (user == NULL || json_is_null(user))

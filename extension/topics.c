@@ -25,6 +25,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
@@ -38,10 +39,28 @@ PG_FUNCTION_INFO_V1(publish_ws_binary);
 PG_FUNCTION_INFO_V1(ws_subscribe);
 PG_FUNCTION_INFO_V1(ws_unsubscribe);
 
+/*---- GUC variables ----*/
+static int	topics_presence_debounce = 5;
+
 static char *TopicArgument(FunctionCallInfo fcinfo, int argno);
 static int32 TopicSubscriberCount(Oid namespace, const char *topic);
 static int64 TopicExec(Oid namespace, const char *sql, int nargs,
 					   Datum *values, bool as_owner);
+
+/*
+ * Define the settings of topics; called once from _PG_init.  The debounce
+ * is read by the bridges' heartbeat SQL (wsnotify_heartbeat), not here.
+ */
+void
+TopicsInit(void)
+{
+	DefineCustomIntVariable("wsnotify.presence_debounce",
+							"How long a user must stay gone from a presence topic before the leave frame.",
+							"A user back within it (a reconnect blip) gets neither a leave nor a join frame.",
+							&topics_presence_debounce, 5, 0, 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
 
 /*
  * publish_ws(topic text, message jsonb) returns integer
@@ -85,13 +104,15 @@ publish_ws_binary(PG_FUNCTION_ARGS)
 static int32
 TopicSubscriberCount(Oid namespace, const char *topic)
 {
+	static UtilPlan count_plan = {InvalidOid, NULL};
+	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
+	UtilStatement stmt = {NULL, 1, types, values, NULL, true, &count_plan};
 
 	values[0] = CStringGetTextDatum(topic);
-	return (int32) TopicExec(namespace,
-							 psprintf("SELECT count(*) FROM %s WHERE topic = $1",
-									  WsnotifyQualifiedName(namespace, "websocket_subscription")),
-							 1, values, false);
+	stmt.sql = psprintf("SELECT count(*) FROM %s WHERE topic = $1",
+						UtilQualifiedName(namespace, "websocket_subscription"));
+	return (int32) UtilExecInt8(namespace, &stmt);
 }
 
 /*
@@ -119,12 +140,12 @@ ws_subscribe(PG_FUNCTION_ARGS)
 					   "SELECT c.connection_id, c.user_id, $2 FROM %s c "
 					   "WHERE c.connection_id = $1 "
 					   "ON CONFLICT (connection_id, topic) DO NOTHING",
-					   WsnotifyQualifiedName(namespace, "websocket_subscription"),
-					   WsnotifyQualifiedName(namespace, "websocket_client")),
+					   UtilQualifiedName(namespace, "websocket_subscription"),
+					   UtilQualifiedName(namespace, "websocket_client")),
 			  2, values, true);
 	PG_RETURN_BOOL(TopicExec(namespace,
 							 psprintf("SELECT 1 FROM %s WHERE connection_id = $1 AND topic = $2",
-									  WsnotifyQualifiedName(namespace, "websocket_subscription")),
+									  UtilQualifiedName(namespace, "websocket_subscription")),
 							 2, values, false) > 0);
 }
 
@@ -149,7 +170,7 @@ ws_unsubscribe(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(topic);
 	PG_RETURN_BOOL(TopicExec(namespace,
 							 psprintf("DELETE FROM %s WHERE connection_id = $1 AND topic = $2",
-									  WsnotifyQualifiedName(namespace, "websocket_subscription")),
+									  UtilQualifiedName(namespace, "websocket_subscription")),
 							 2, values, true) > 0);
 }
 
@@ -213,7 +234,7 @@ TopicClientAction(Oid namespace, const char *connection_id,
 	values[1] = CStringGetTextDatum(topic);
 	TopicExec(namespace,
 			  psprintf("SELECT %s($1, $2)",
-					   WsnotifyQualifiedName(namespace, subscribe ?
+					   UtilQualifiedName(namespace, subscribe ?
 											 "wsnotify_client_subscribe" :
 											 "wsnotify_client_unsubscribe")),
 			  2, values, false);
@@ -225,37 +246,16 @@ TopicClientAction(Oid namespace, const char *connection_id,
 
 /*
  * Run one statement on the extension's tables (as their owner when
- * as_owner, so callers need no grant); return the count(*) it selected, or
- * the number of rows it changed.
+ * as_owner, so callers need no grant); return the number of rows it
+ * selected or changed.
  */
 static int64
 TopicExec(Oid namespace, const char *sql, int nargs, Datum *values,
 		  bool as_owner)
 {
 	Oid			types[2] = {TEXTOID, TEXTOID};
-	Oid			saved_user;
-	int			saved_context;
-	int			rc;
-	int64		result;
-	bool		isnull;
+	UtilStatement stmt = {sql, nargs, types, values,
+	as_owner ? "websocket_subscription" : NULL, false, NULL};
 
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	if (as_owner)
-		SetUserIdAndSecContext(WsnotifyTableOwner(namespace, "websocket_subscription"),
-							   saved_context | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-	if (rc == SPI_OK_SELECT && SPI_processed == 1 &&
-		SPI_tuptable->tupdesc->natts == 1 &&
-		SPI_gettypeid(SPI_tuptable->tupdesc, 1) == INT8OID)
-		result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 1, &isnull));
-	else
-		result = (int64) SPI_processed;
-	SPI_finish();
-	SetUserIdAndSecContext(saved_user, saved_context);
-	return result;
+	return (int64) UtilExec(namespace, &stmt, NULL, NULL, 0);
 }

@@ -2,8 +2,8 @@
  *
  * wsnotify.h
  *	  Declarations shared by the modules of the wsnotify extension: the
- *	  settings defined in wsnotify.c and the entry points each module
- *	  offers the others.
+ *	  init each module's settings are defined in (called by _PG_init) and
+ *	  the entry points each module offers the others.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,35 +17,16 @@
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 
+#include "util.h"
+
 /* The NOTIFY channel a committing sender wakes the bridges on. */
 #define WSNOTIFY_CHANNEL "wsnotify"
-
-/*---- GUC variables (wsnotify.c) ----*/
-extern char *wsnotify_jwt_secret;
-extern char *wsnotify_jwt_public_key;
-extern char *wsnotify_jwt_jwks;
-extern char *wsnotify_jwt_algorithms;
-extern char *wsnotify_jwt_audience;
-extern char *wsnotify_jwt_issuer;
-extern int	wsnotify_jwt_leeway;
-extern int	wsnotify_jwt_max_length;
-extern char *wsnotify_user_claim;
-extern int	wsnotify_max_message_size;
-extern int	wsnotify_retention;
-extern int	wsnotify_presence_debounce;
-extern char *wsnotify_connection_id;
-extern char *wsnotify_user_id;
-extern char *wsnotify_claims;
 
 /* True when the library was loaded through shared_preload_libraries. */
 extern bool wsnotify_preloaded;
 
-/*---- wsnotify.c ----*/
-extern char *WsnotifyQualifiedName(Oid namespace, const char *relname);
-extern Oid	WsnotifyTableOwner(Oid namespace, const char *relname);
-
 /*---- send.c ----*/
-extern void SendRegisterCallbacks(void);
+extern void SendInit(void);
 extern void SendQueue(FunctionCallInfo fcinfo, char kind, text *target,
 					  Jsonb *body);
 extern Jsonb *SendRequiredMessage(FunctionCallInfo fcinfo, int argno);
@@ -55,15 +36,19 @@ extern bytea *SendRequiredBinary(FunctionCallInfo fcinfo, int argno);
 extern void SendCheckWritable(const char *function_name);
 
 /*---- topics.c ----*/
+extern void TopicsInit(void);
 extern void TopicCheckName(const char *topic, int sqlstate);
 extern Jsonb *TopicClientAction(Oid namespace, const char *connection_id,
 								const char *action, const char *topic);
+
+/*---- routes.c ----*/
+extern void RoutesInit(void);
 
 /*---- token.c ----*/
 extern Jsonb *TokenVerifyConfigured(const char *token);
 extern Jsonb *TokenVerifyWithKey(const char *token, const char *key,
 								 const char *algorithm);
-extern bool TokenAlgorithmListIsValid(const char *list, char **bad_name);
+extern void TokenInit(void);
 
 /* seal.c: inline NOTIFY payloads, sealed with AES-256-GCM */
 extern void SealPrepare(Oid namespace);

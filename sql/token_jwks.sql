@@ -122,6 +122,14 @@ SELECT pg_temp.jwks_check(:'jtok_es256', :'jwks_bad_ec_point') AS ec_point_off_c
 SELECT pg_temp.jwks_check(:'jtok_rs256', :'jwks_bad_private') AS rsa_private_key;
 SELECT pg_temp.jwks_check(:'jtok_hs256', :'jwks_bad_oct_empty') AS oct_empty;
 SELECT pg_temp.jwks_check(:'jtok_hs256', :'jwks_bad_base64') AS oct_bad_base64;
+-- one base64url rule for tokens and key sets (RFC 7515 section 2, RFC 7517):
+-- unpadded, and no stray bits after the last byte, so each key has one
+-- spelling; the set's own oct-1 key spelt both ways is refused as a token's
+-- part would be
+SELECT pg_temp.jwks_check(:'jtok_hs256', replace(:'jwks_one_oct', 'Y2RlZg"', 'Y2RlZg=="'))
+       AS oct_padded_refused;
+SELECT pg_temp.jwks_check(:'jtok_hs256', replace(:'jwks_one_oct', 'Y2RlZg"', 'Y2RlZh"'))
+       AS oct_stray_bits_refused;
 SELECT pg_temp.jwks_check(:'jtok_rs256', :'jwks_bad_duplicate_kid') AS duplicate_kid;
 SELECT pg_temp.jwks_check(:'jtok_rs256', :'jwks_bad_short_rsa') AS rsa_1024_bits;
 SELECT pg_temp.jwks_check(:'jtok_rs256', '[]') AS not_an_object;

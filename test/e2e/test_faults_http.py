@@ -28,8 +28,16 @@ def open_raw_ws(port, user="alice", rcvbuf=None):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.connect(("127.0.0.1", port))
     s.settimeout(10)
+    head, rest = upgrade_on(s, token(user))
+    assert head.split()[1] == b"101", head
+    return s, rest
+
+
+def upgrade_on(s, tok):
+    """Send an upgrade request on the connected socket s (plain or TLS);
+    return (response head, bytes read after it)."""
     key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET /?token={token(user)} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    s.sendall((f"GET /?token={tok} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                "Sec-WebSocket-Version: 13\r\n\r\n").encode())
     data = b""
@@ -38,8 +46,7 @@ def open_raw_ws(port, user="alice", rcvbuf=None):
         assert chunk, "closed during the upgrade"
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    assert head.split()[1] == b"101", head
-    return s, rest
+    return head, rest
 
 
 def frame(opcode, payload, fin=True):
