@@ -33,7 +33,8 @@ long long cf_max_connections, cf_max_message_size, cf_send_queue_max,
 	cf_fetch_batch, cf_reconnect_min, cf_reconnect_max, cf_drain_timeout,
 	cf_token_leeway, cf_handler_pool_size, cf_handler_timeout, cf_client_rate_limit,
 	cf_max_pending_requests, cf_max_connections_per_user, cf_connect_rate_limit,
-	cf_auth_failure_rate_limit, cf_handshake_timeout, cf_db_pipeline_depth, cf_linger_timeout;
+	cf_auth_failure_rate_limit, cf_handshake_timeout, cf_db_pipeline_depth, cf_linger_timeout,
+	cf_db_tcp_timeout;
 bool cf_close_on_token_expiry, cf_connect_synchronous_commit;
 
 enum cf_type { CF_STR, CF_BOOL, CF_INT, CF_SIZE, CF_DURATION };
@@ -84,6 +85,7 @@ static const struct cf_key cf_keys[] = {
 	{"linger_timeout", CF_DURATION, &cf_linger_timeout, true, "2s"},
 	{"close_on_token_expiry", CF_BOOL, &cf_close_on_token_expiry, true, "true"},
 	{"db_pipeline_depth", CF_INT, &cf_db_pipeline_depth, true, "64"},
+	{"db_tcp_timeout", CF_DURATION, &cf_db_tcp_timeout, true, "10s"},
 	{"connect_synchronous_commit", CF_BOOL, &cf_connect_synchronous_commit, true, "false"},
 };
 #define CF_NKEYS (sizeof(cf_keys) / sizeof(cf_keys[0]))

@@ -48,6 +48,7 @@ extern long long cf_handshake_timeout;
 extern long long cf_linger_timeout;
 extern bool cf_close_on_token_expiry;
 extern long long cf_db_pipeline_depth;
+extern long long cf_db_tcp_timeout;
 extern bool cf_connect_synchronous_commit;
 
 /* Parse argv and the -c file; on error print why and return false. */

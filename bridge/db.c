@@ -531,16 +531,31 @@ db_poll_connect(struct db *d)
 		db_want_write(d);
 }
 
-/* Start connecting a session (asynchronously). */
+/*
+ * Start connecting a session (asynchronously).  A silent partition (packets
+ * dropped, no reset) would otherwise go unnoticed for as long as TCP
+ * retransmits, about 15 minutes: with db_tcp_timeout T, unacknowledged data
+ * fails the socket after T (tcp_user_timeout) and an idle session is probed
+ * after T/2, twice at T/4 (keepalives).  They come before dbname, so that a
+ * DSN that sets them wins.
+ */
 void
 db_start_on(struct db *d)
 {
-	const char *keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *vals[] = {cf_dsn, d->main ? "wsnotify-bridge" : "wsnotify-bridge-handlers", NULL};
+	char user_timeout[24], idle[24], interval[24];
+	long long t = cf_db_tcp_timeout;
+	const char *keys[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+		"keepalives_count", "tcp_user_timeout", "dbname", "fallback_application_name", NULL};
+	const char *vals[] = {"1", idle, interval, "2", user_timeout, cf_dsn,
+		d->main ? "wsnotify-bridge" : "wsnotify-bridge-handlers", NULL};
+	int first = t > 0 ? 0 : 5;	/* 0: libpq's and the system's defaults */
 
 	if (d->state == DB_STOPPED)
 		return;
-	d->conn = PQconnectStartParams(keys, vals, 1);
+	snprintf(user_timeout, sizeof(user_timeout), "%lld", t);
+	snprintf(idle, sizeof(idle), "%lld", t / 2000 > 0 ? t / 2000 : 1);
+	snprintf(interval, sizeof(interval), "%lld", t / 4000 > 0 ? t / 4000 : 1);
+	d->conn = PQconnectStartParams(keys + first, vals + first, 1);
 	if (!d->conn || PQstatus(d->conn) == CONNECTION_BAD) {
 		d->state = DB_CONNECTING;
 		db_lost(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
