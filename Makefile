@@ -11,7 +11,7 @@
 #   make bench-full      the same, full size (100,000 connections; about 15 minutes)
 
 EXTENSION    = wsnotify
-EXTVERSION   = 1.0
+EXTVERSION   = 1.1
 
 MODULE_big   = wsnotify
 OBJS         = extension/wsnotify.o \
@@ -23,7 +23,8 @@ OBJS         = extension/wsnotify.o \
                extension/seal.o \
                extension/outbox.o \
                extension/clients.o \
-               extension/util.o
+               extension/util.o \
+               extension/order.o
 DATA         = $(wildcard extension/wsnotify--*.sql)
 PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"
 
