@@ -92,12 +92,17 @@
 #define ORDER_INLINE_ROWS 64
 
 /*
- * The worker purges expired messages (senders no longer do): at least
- * every ORDER_PURGE_MS while it positions messages, up to
+ * The worker purges expired messages (senders no longer do), in a
+ * transaction of its own between batches: once ORDER_PURGE_EVERY messages
+ * were positioned since the last purge, or ORDER_PURGE_MS after it, up to
  * ORDER_PURGE_PER_MESSAGE rows per message positioned (at least
- * ORDER_PURGE_MIN), so the outbox stays bounded at any send rate.
+ * ORDER_PURGE_MIN), so the outbox stays bounded at any send rate.  Not
+ * after every batch: at low rates a purge per message was the worker's
+ * main cost and put a purge in front of most deliveries (barrier round
+ * trip 3.6 ms instead of a fraction).
  */
 #define ORDER_PURGE_MS 1000
+#define ORDER_PURGE_EVERY 10000
 #define ORDER_PURGE_PER_MESSAGE 10
 #define ORDER_PURGE_MIN 10000
 
@@ -170,7 +175,7 @@ static int	OrderPosition(Oid namespace, uint64 *xids, int n);
 static void OrderNotify(Oid namespace, SPITupleTable *rows, uint64 count);
 static bool OrderInlineAppend(StringInfo plain, HeapTuple row, TupleDesc desc);
 static void OrderStartPosition(Oid namespace);
-static void OrderMaybePurge(bool idle);
+static void OrderMaybePurge(void);
 static void OrderPublish(uint64 head, uint64 overflow, bool ready);
 static void OrderApplySettings(void);
 
@@ -518,7 +523,7 @@ OrderWorkerMain(Datum arg)
 			OrderApplySettings();
 		}
 		done = OrderRunBatch(&rescan);
-		OrderMaybePurge(done == 0);
+		OrderMaybePurge();
 		if (done == 0)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 1000L, PG_WAIT_EXTENSION);
@@ -893,12 +898,12 @@ OrderStartPosition(Oid namespace)
 }
 
 /*
- * Purge expired messages in a transaction of its own, at most once per
- * ORDER_PURGE_MS of positioning (and once after going idle), about
- * ORDER_PURGE_PER_MESSAGE rows per message positioned since.
+ * Purge expired messages in a transaction of its own when ORDER_PURGE_EVERY
+ * messages were positioned since the last purge or ORDER_PURGE_MS passed
+ * with any positioned, about ORDER_PURGE_PER_MESSAGE rows per message.
  */
 static void
-OrderMaybePurge(bool idle)
+OrderMaybePurge(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	Oid			types[1] = {INT4OID};
@@ -907,7 +912,8 @@ OrderMaybePurge(bool idle)
 	Oid			namespace;
 
 	if (order_unpurged == 0 ||
-		(!idle && !TimestampDifferenceExceeds(order_purged_at, now, ORDER_PURGE_MS)))
+		(order_unpurged < ORDER_PURGE_EVERY &&
+		 !TimestampDifferenceExceeds(order_purged_at, now, ORDER_PURGE_MS)))
 		return;
 	args[0] = Int32GetDatum((int32) Min(Max(ORDER_PURGE_MIN,
 											order_unpurged * ORDER_PURGE_PER_MESSAGE),
