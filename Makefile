@@ -13,7 +13,7 @@
 #   make dist            the PGXN zip, dist/wsnotify-<META.json version>.zip
 
 EXTENSION    = wsnotify
-EXTVERSION   = 1.0
+EXTVERSION   = 1.1
 
 MODULE_big   = wsnotify
 OBJS         = extension/wsnotify.o \
@@ -25,7 +25,8 @@ OBJS         = extension/wsnotify.o \
                extension/seal.o \
                extension/outbox.o \
                extension/clients.o \
-               extension/util.o
+               extension/util.o \
+               extension/order.o
 DATA         = $(wildcard extension/wsnotify--*.sql)
 PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"
 

@@ -4,10 +4,10 @@
  *	  Write a committing transaction's messages into websocket_message
  *	  without the executor.
  *
- * The outbox rows are written under the lock that orders NOTIFY commits
- * (send.c), which every sending transaction in the cluster waits for, and
- * that lock is held until the commit record is flushed.  An INSERT through
- * SPI spent most of that time starting the executor (reading the CHECK
+ * The outbox rows are written at pre-commit by every sending transaction
+ * (send.c), without a position: the ordering worker (order.c) gives them
+ * one after the commit.  An INSERT through SPI spent most of a small
+ * sending transaction's time starting the executor (reading the CHECK
  * constraints, initialising a plan over unnest()), not writing.  The
  * extension is the table's only writer and its rows always satisfy the
  * table's constraints, so the rows go straight to the table AM and its
@@ -17,8 +17,12 @@
  * That shortcut is only right for the table as the extension created it.
  * When someone has given websocket_message a trigger, a rule, row security,
  * another column, another CHECK constraint, or an index the executor would
- * have to evaluate (expressions, a predicate, an exclusion or deferred
- * constraint), OutboxWriterBegin says no and send.c uses the INSERT.
+ * have to evaluate (expressions, a predicate other than "id IS [NOT] NULL",
+ * an exclusion or deferred constraint), OutboxWriterBegin says no and
+ * send.c uses the INSERT.  The two partial indexes the extension makes
+ * (websocket_message_unpositioned_idx on rows without a position, the
+ * position index on rows with one) are decided here: a sender's rows have
+ * no position yet.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,6 +38,7 @@
 #include "nodes/execnodes.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/xid8.h"
 
 #include "wsnotify.h"
 
@@ -52,6 +57,8 @@ static const struct
 	{"target", TEXTOID},
 	{"body", JSONBOID},
 	{"body_binary", BYTEAOID},
+	{"xid", XID8OID},
+	{"seq", INT4OID},
 };
 
 /* Its CHECK constraints, which OutboxRow values satisfy by construction. */
@@ -61,7 +68,7 @@ static const char *const outbox_checks[] = {
 };
 
 static bool OutboxTablePlain(Relation outbox);
-static bool OutboxIndexPlain(Relation index);
+static bool OutboxIndexPlain(Relation index, bool *takes_rows);
 static void OutboxFillSlot(TupleTableSlot *slot, const OutboxRow *row,
 						   TimestampTz sent_at);
 static void OutboxIndexSlot(OutboxWriter *writer, TupleTableSlot *slot);
@@ -110,19 +117,33 @@ OutboxTablePlain(Relation outbox)
 /*
  * Whether an index takes its keys straight from columns and checks nothing
  * the executor would have to (a deferred unique check, an exclusion
- * constraint, a partial index's predicate).
+ * constraint, a partial index's predicate other than a null test of id);
+ * *takes_rows says whether a row without a position belongs in it.
  */
 static bool
-OutboxIndexPlain(Relation index)
+OutboxIndexPlain(Relation index, bool *takes_rows)
 {
-	return index->rd_index->indimmediate && !index->rd_index->indisexclusion &&
-		RelationGetIndexExpressions(index) == NIL &&
-		RelationGetIndexPredicate(index) == NIL;
+	List	   *predicate;
+	NullTest   *test;
+
+	*takes_rows = true;
+	if (!index->rd_index->indimmediate || index->rd_index->indisexclusion ||
+		RelationGetIndexExpressions(index) != NIL)
+		return false;
+	predicate = RelationGetIndexPredicate(index);
+	if (predicate == NIL)
+		return true;
+	test = linitial(predicate);
+	if (list_length(predicate) != 1 || !IsA(test, NullTest) ||
+		!IsA(test->arg, Var) || ((Var *) test->arg)->varattno != 1)
+		return false;
+	*takes_rows = (test->nulltesttype == IS_NULL);
+	return true;
 }
 
 /*
- * Open the outbox's indexes and make the slots for up to count rows: the
- * part of writing that needs no id, done before the commit lock.  NULL when
+ * Open the outbox's indexes that take rows without a position and make the
+ * slots for up to count rows.  NULL when
  * the rows cannot skip the executor: the table or one of its indexes is not
  * as the extension made it.  The caller holds RowExclusiveLock on the outbox.
  */
@@ -144,13 +165,19 @@ OutboxWriterBegin(Relation outbox, int count)
 	foreach(cell, index_oids)
 	{
 		Relation	index = index_open(lfirst_oid(cell), RowExclusiveLock);
+		bool		takes_rows;
 
-		if (!OutboxIndexPlain(index))
+		if (!OutboxIndexPlain(index, &takes_rows))
 		{
 			index_close(index, RowExclusiveLock);
 			list_free(index_oids);
 			OutboxWriterEnd(writer);
 			return NULL;
+		}
+		if (!takes_rows)
+		{
+			index_close(index, RowExclusiveLock);
+			continue;
 		}
 		writer->indexes[writer->index_count] = index;
 		writer->index_infos[writer->index_count] = BuildIndexInfo(index);
@@ -216,8 +243,8 @@ static void
 OutboxFillSlot(TupleTableSlot *slot, const OutboxRow *row, TimestampTz sent_at)
 {
 	ExecClearTuple(slot);
-	slot->tts_values[0] = Int64GetDatum(row->id);
-	slot->tts_isnull[0] = false;
+	slot->tts_values[0] = (Datum) 0;
+	slot->tts_isnull[0] = true; /* the position comes after the commit */
 	slot->tts_values[1] = TimestampTzGetDatum(sent_at);
 	slot->tts_isnull[1] = false;
 	slot->tts_values[2] = CharGetDatum(row->kind);
@@ -228,6 +255,10 @@ OutboxFillSlot(TupleTableSlot *slot, const OutboxRow *row, TimestampTz sent_at)
 	slot->tts_isnull[4] = (row->body == NULL);
 	slot->tts_values[5] = PointerGetDatum(row->body_binary);
 	slot->tts_isnull[5] = (row->body_binary == NULL);
+	slot->tts_values[6] = FullTransactionIdGetDatum(row->xid);
+	slot->tts_isnull[6] = false;
+	slot->tts_values[7] = Int32GetDatum(row->seq);
+	slot->tts_isnull[7] = false;
 	ExecStoreVirtualTuple(slot);
 }
 

@@ -3,22 +3,19 @@
  * send.c
  *	  send_ws, send_ws_connection, broadcast_ws and close_ws, and the binary
  *	  forms send_ws_binary, send_ws_connection_binary and broadcast_ws_binary
- *	  (publish_ws_binary is in topics.c): queue messages
- *	  in the sending transaction's memory, then write them to the outbox
- *	  (websocket_message) at pre-commit and wake the bridges with one NOTIFY.
+ *	  (publish_ws_binary is in topics.c): queue messages in the sending
+ *	  transaction's memory, then write them to the outbox (websocket_message)
+ *	  at pre-commit, without a position, and hand the transaction to the
+ *	  ordering worker (order.c).
  *
  * Nothing reaches the outbox unless the transaction commits: a rolled-back
  * transaction or subtransaction simply drops its part of the queue.
  *
- * Locking: at pre-commit the queue is written while holding the lock that
- * PreCommit_Notify uses to order NOTIFY commits (AccessExclusiveLock on
- * "database 0"), taken here a moment before async.c takes it again.  It is
- * held until after the commit is visible to other sessions, so message ids
- * drawn under it from websocket_message_id_seq are in commit order: once a
- * reader sees id N, every smaller id is already visible or never will be.
- * That is what lets bridges and resuming clients use a plain bigint cursor.
- * The NOTIFY we send anyway takes the same lock, so this adds no new point
- * of serialization; docs/design.md has the measurements.
+ * Locking: none beyond the outbox's RowExclusiveLock.  A sending
+ * transaction takes no cluster-wide lock, sends no NOTIFY and waits for no
+ * other sending transaction (DESIGN.md rule 8): the position a message is
+ * delivered and resumed by is given after the commit, by the worker, in
+ * the order the worker learns of commits (docs/design.md).
  *
  *-------------------------------------------------------------------------
  */
@@ -27,16 +24,11 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
-#include "common/pg_prng.h"
-#include "commands/async.h"
-#include "commands/sequence.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "storage/lmgr.h"
 #include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -47,39 +39,15 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "wsnotify.h"
 
 /* Longest close reason RFC 6455 allows in a close frame, in bytes. */
 #define CLOSE_REASON_MAX 123
 
-/*
- * Senders purge expired messages themselves, so that the outbox stays bounded
- * even when no bridge runs (bridges purge on every heartbeat).  A commit
- * that sends n messages purges with probability n / SEND_PURGE_EVERY (always
- * when n is larger) up to SEND_PURGE_PER_MESSAGE expired rows per message
- * sent, at least SEND_PURGE_BATCH: on average ten rows purged for every row
- * written, whatever the sizes of transactions and the lengths of sessions.
- * The purge skips its turn rather than wait for another purger.
- */
-#define SEND_PURGE_EVERY 100
-#define SEND_PURGE_PER_MESSAGE 10
-#define SEND_PURGE_BATCH (SEND_PURGE_EVERY * SEND_PURGE_PER_MESSAGE)
-
-/*
- * Largest NOTIFY payload that carries the transaction's messages themselves
- * ("inline"), letting a bridge that has seen every earlier id deliver them
- * without a round trip to fetch them (commit-to-arrival p50 went from about
- * 1.5 ms to a few hundred microseconds: docs/design.md).  Small on purpose:
- * a bridge that stops reading holds the cluster's NOTIFY queue (8 GB), and a
- * 1 kB ceiling keeps that at millions of transactions rather than the
- * hundred thousands 8 kB payloads would allow.
- */
-#define SEND_INLINE_MAX 1024
-
 /*---- GUC variables ----*/
 static int	send_max_message_size = 8 * 1024 * 1024;
-static int	send_retention = 300;
 
 /* A message waiting for its transaction to commit. */
 typedef struct PendingMessage
@@ -99,7 +67,6 @@ static UtilPlan plan_insert = {InvalidOid, NULL};
 static UtilPlan plan_count_user = {InvalidOid, NULL};
 static UtilPlan plan_count_all = {InvalidOid, NULL};
 static UtilPlan plan_connection_exists = {InvalidOid, NULL};
-static UtilPlan plan_purge = {InvalidOid, NULL};
 
 PG_FUNCTION_INFO_V1(send_ws);
 PG_FUNCTION_INFO_V1(send_ws_connection);
@@ -113,22 +80,17 @@ static void SendXactCallback(XactEvent event, void *arg);
 static void SendSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 								SubTransactionId parentSubid, void *arg);
 static void SendFlush(void);
-static void SendPurgeSometimes(Oid namespace, int count);
-static int64 SendWriteOutbox(Oid namespace, Oid outbox_id, Oid sequence,
-							 int64 *first_id);
+static void SendCheckOrdering(void);
 static void SendInsertRows(Oid namespace, const OutboxRow *rows, int count,
 						   TimestampTz sent_at);
-static StringInfo SendInlineMessages(void);
-static char *SendNotifyPayload(int64 first_id, int64 last_id,
-							   StringInfo messages);
 static text *SendRequiredText(FunctionCallInfo fcinfo, int argno,
 							  const char *name);
 static int64 SendCountQuery(Oid namespace, UtilPlan *plan,
 							 const char *column, text *arg);
 
 /*
- * Define the settings of message delivery and install the transaction
- * callbacks; called once from _PG_init.
+ * Define the settings of sending and install the transaction callbacks;
+ * called once from _PG_init.
  */
 void
 SendInit(void)
@@ -139,13 +101,6 @@ SendInit(void)
 							&send_max_message_size,
 							8 * 1024 * 1024, 1024, 256 * 1024 * 1024,
 							PGC_SUSET, GUC_UNIT_BYTE,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("wsnotify.retention",
-							"How long sent messages are kept for clients that resume.",
-							NULL,
-							&send_retention, 300, 0, 7 * 24 * 3600,
-							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	RegisterXactCallback(SendXactCallback, NULL);
@@ -403,6 +358,22 @@ SendCheckWritable(const char *function_name)
 {
 	PreventCommandIfReadOnly(function_name);
 	PreventCommandDuringRecovery(function_name);
+	SendCheckOrdering();
+}
+
+/*
+ * Refuse to queue when no ordering worker can exist: its ring lives in the
+ * shared memory that only shared_preload_libraries gives the library.
+ */
+static void
+SendCheckOrdering(void)
+{
+	if (!OrderAvailable())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("wsnotify is not in shared_preload_libraries"),
+				 errdetail("Messages are ordered for delivery by a background worker, which needs the library preloaded."),
+				 errhint("Add wsnotify to shared_preload_libraries and restart the server.")));
 }
 
 /*
@@ -509,184 +480,61 @@ SendSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
- * Write the transaction's queue to the outbox under the NOTIFY commit lock,
- * with ids in commit order, and queue the NOTIFY that wakes the bridges.
+ * Write the transaction's queue to the outbox, without positions, and hand
+ * the transaction to the ordering worker (order.c), which positions its
+ * messages and wakes the bridges once the commit is visible.  No lock but
+ * the outbox's RowExclusiveLock, no NOTIFY, nothing that waits for another
+ * sending transaction: group commit batches these commits as it batches
+ * any other.
  */
 static void
 SendFlush(void)
 {
 	Oid			namespace = pending_namespace;
-	Oid			outbox;
-	Oid			sequence;
-	int64		first_id = 0;
-	int64		last_id;
-	StringInfo	messages;
+	Oid			outbox_id;
+	Relation	outbox;
+	OutboxWriter *writer;
+	OutboxRow  *rows;
+	int			count = list_length(pending_messages);
+	FullTransactionId xid;
+	TimestampTz sent_at = GetCurrentTimestamp();
+	int			i = 0;
+	ListCell   *cell;
 
 	if (pending_messages == NIL)
 		return;
-
-	outbox = get_relname_relid("websocket_message", namespace);
-	sequence = get_relname_relid("websocket_message_id_seq", namespace);
-	if (!OidIsValid(outbox) || !OidIsValid(sequence))
+	SendCheckOrdering();
+	outbox_id = get_relname_relid("websocket_message", namespace);
+	if (!OidIsValid(outbox_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("wsnotify outbox is missing"),
 				 errdetail("Messages were queued but websocket_message no longer exists."),
 				 errhint("Was the wsnotify extension dropped in this transaction?")));
 
-	/*
-	 * Lay out the inline payload's messages now, before the commit lock, which every committing
-	 * NOTIFY in the cluster waits for: only the ids and the seal over them
-	 * need to wait until the ids are drawn.
-	 */
-	messages = SendInlineMessages();
+	if (get_attnum(outbox_id, "xid") == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("wsnotify extension needs ALTER EXTENSION wsnotify UPDATE"),
+				 errdetail("The library is version %s; the extension's tables in this database are of an older version.",
+						   WSNOTIFY_VERSION),
+				 errhint("Run ALTER EXTENSION wsnotify UPDATE in this database.")));
+	xid = GetTopFullTransactionId();
+	rows = palloc(sizeof(OutboxRow) * count);
+	foreach(cell, pending_messages)
+	{
+		PendingMessage *message = lfirst(cell);
+
+		rows[i] = message->row;
+		rows[i].xid = xid;
+		rows[i].seq = i;
+		i++;
+	}
 
 	/* Pre-commit runs after the last portal closed: bring a snapshot. */
 	PushActiveSnapshot(GetTransactionSnapshot());
-	SendPurgeSometimes(namespace, list_length(pending_messages));
-	SealPrepare(namespace);
-	last_id = SendWriteOutbox(namespace, outbox, sequence, &first_id);
-	PopActiveSnapshot();
-
-	Async_Notify(WSNOTIFY_CHANNEL,
-				 SendNotifyPayload(first_id, last_id, messages));
-	pending_messages = NIL;
-}
-
-/*
- * The messages of an inline NOTIFY payload, in clear: for each one
- * "<kind> <target bytes> <body bytes>\n<target><body>", the body as jsonb's
- * text output (what wsnotify_fetch would return); NULL when the transaction's
- * messages are too many or too large to ride inline.  Topic messages (a
- * bridge needs their subscribers from the database) and binary ones are never
- * inline; neither is anything outside UTF-8 databases, where the bridge's text
- * would not be these bytes.
- */
-static StringInfo
-SendInlineMessages(void)
-{
-	StringInfo	messages;
-	ListCell   *cell;
-
-	if (GetDatabaseEncoding() != PG_UTF8 ||
-		list_length(pending_messages) * 8 > SEND_INLINE_MAX)
-		return NULL;
-	messages = makeStringInfo();
-	foreach(cell, pending_messages)
-	{
-		PendingMessage *message = lfirst(cell);
-		text	   *target = message->row.target;
-		int			target_len = target ? VARSIZE_ANY_EXHDR(target) : 0;
-		char	   *body;
-
-		if (message->row.kind == 't' || message->row.body == NULL ||
-			messages->len + target_len + VARSIZE(message->row.body) > SEND_INLINE_MAX * 2)
-			return NULL;
-		body = JsonbToCString(NULL, &message->row.body->root, VARSIZE(message->row.body));
-		appendStringInfo(messages, "%c %d %zu\n", message->row.kind, target_len, strlen(body));
-		if (target_len > 0)
-			appendBinaryStringInfo(messages, VARDATA_ANY(target), target_len);
-		appendStringInfoString(messages, body);
-		pfree(body);
-		if (messages->len > SEND_INLINE_MAX)
-			return NULL;
-	}
-	return messages;
-}
-
-/*
- * The NOTIFY payload: the last id the transaction wrote; then, when there
- * are inline messages (SendInlineMessages) and their ids have no hole,
- * " <first id> " and the messages sealed (seal.c) with the ids in front as
- * authenticated data.  Runs under the commit lock.
- */
-static char *
-SendNotifyPayload(int64 first_id, int64 last_id, StringInfo messages)
-{
-	StringInfoData buf;
-	int			plain_len;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, INT64_FORMAT, last_id);
-	plain_len = buf.len;
-	/* a bridge can only tell nothing is missing when the ids have no hole */
-	if (messages == NULL ||
-		last_id - first_id + 1 != list_length(pending_messages))
-		return buf.data;
-	appendStringInfo(&buf, " " INT64_FORMAT, first_id);
-	if (SealAppend(&buf, messages->data, messages->len))
-		return buf.data;
-	/* no key: the bare id, and the bridge fetches */
-	buf.len = plain_len;
-	buf.data[plain_len] = '\0';
-	return buf.data;
-}
-
-/*
- * Purge a batch of expired messages, on average SEND_PURGE_PER_MESSAGE per
- * message this commit sends, before the commit lock is taken so that no
- * other sender waits for it.  After a purge that found nothing expired (or
- * another purger at work), small commits skip their turns for a tenth of
- * the retention, at most a second: the oldest row was younger than the
- * retention then, so at worst it stays that much longer, and a purge that
- * finds nothing still reads its batch of rows (7% of a small send_ws
- * transaction's time when every commit's turn came to that).  Commits of
- * SEND_PURGE_EVERY messages or more always purge.
- */
-static void
-SendPurgeSometimes(Oid namespace, int count)
-{
-	static TimestampTz idle_until = 0;
-	Oid			types[1] = {INT4OID};
-	Datum		batch[1];
-	UtilStatement stmt = {NULL, 1, types, batch, "websocket_message", false,
-	&plan_purge};
-	TimestampTz now;
-
-	if (count < SEND_PURGE_EVERY &&
-		pg_prng_double(&pg_global_prng_state) * SEND_PURGE_EVERY >= count)
-		return;
-	now = GetCurrentTimestamp();
-	if (count < SEND_PURGE_EVERY && now < idle_until)
-		return;
-	batch[0] = Int32GetDatum(Max(SEND_PURGE_BATCH, count * SEND_PURGE_PER_MESSAGE));
-	stmt.sql = psprintf("SELECT %s($1)",
-						UtilQualifiedName(namespace, "wsnotify_purge"));
-	if (UtilExecInt8(namespace, &stmt) == 0)
-		idle_until = TimestampTzPlusMilliseconds(now,
-												 Min((int64) send_retention * 100, 1000));
-}
-
-/*
- * Take the commit lock, give each queued message the next id and write them
- * all to the outbox; return the last id, and the first in *first_id.  The
- * lock is held until the commit is visible, so everything done after taking
- * it makes every other sending commit in the cluster wait: the rows are laid
- * out and the outbox and its indexes opened before.
- */
-static int64
-SendWriteOutbox(Oid namespace, Oid outbox_id, Oid sequence, int64 *first_id)
-{
-	int			count = list_length(pending_messages);
-	OutboxRow  *rows = palloc(sizeof(OutboxRow) * count);
-	Relation	outbox = table_open(outbox_id, RowExclusiveLock);
-	OutboxWriter *writer;
-	TimestampTz sent_at;
-	int			i = 0;
-	ListCell   *cell;
-
-	foreach(cell, pending_messages)
-	{
-		PendingMessage *message = lfirst(cell);
-
-		rows[i++] = message->row;
-	}
+	outbox = table_open(outbox_id, RowExclusiveLock);
 	writer = OutboxWriterBegin(outbox, count);
-
-	LockSharedObject(DatabaseRelationId, InvalidOid, 0, AccessExclusiveLock);
-	sent_at = GetCurrentTimestamp();
-	for (i = 0; i < count; i++)
-		rows[i].id = nextval_internal(sequence, false);
 	if (writer)
 	{
 		OutboxWriterWrite(writer, rows, count, sent_at);
@@ -695,9 +543,10 @@ SendWriteOutbox(Oid namespace, Oid outbox_id, Oid sequence, int64 *first_id)
 	else
 		SendInsertRows(namespace, rows, count, sent_at);
 	table_close(outbox, NoLock);
+	PopActiveSnapshot();
 
-	*first_id = rows[0].id;
-	return rows[count - 1].id;
+	OrderAppend(xid);
+	pending_messages = NIL;
 }
 
 /*
@@ -708,9 +557,10 @@ static void
 SendInsertRows(Oid namespace, const OutboxRow *rows, int count,
 			   TimestampTz sent_at)
 {
-	Oid			types[6] = {INT8ARRAYOID, CHARARRAYOID, TEXTARRAYOID,
-	JSONBARRAYOID, TIMESTAMPTZOID, BYTEAARRAYOID};
-	Datum	   *ids = palloc(sizeof(Datum) * count);
+	Oid			types[7] = {XID8ARRAYOID, INT4ARRAYOID, CHARARRAYOID,
+	TEXTARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID, BYTEAARRAYOID};
+	Datum	   *xids = palloc(sizeof(Datum) * count);
+	Datum	   *seqs = palloc(sizeof(Datum) * count);
 	Datum	   *kinds = palloc(sizeof(Datum) * count);
 	Datum	   *targets = palloc(sizeof(Datum) * count);
 	bool	   *target_nulls = palloc(sizeof(bool) * count);
@@ -718,8 +568,8 @@ SendInsertRows(Oid namespace, const OutboxRow *rows, int count,
 	bool	   *body_nulls = palloc(sizeof(bool) * count);
 	Datum	   *binaries = palloc(sizeof(Datum) * count);
 	bool	   *binary_nulls = palloc(sizeof(bool) * count);
-	Datum		args[6];
-	UtilStatement stmt = {NULL, 6, types, args, "websocket_message", false,
+	Datum		args[7];
+	UtilStatement stmt = {NULL, 7, types, args, "websocket_message", false,
 	&plan_insert};
 	int			dims[1] = {count};
 	int			lbs[1] = {1};
@@ -727,7 +577,8 @@ SendInsertRows(Oid namespace, const OutboxRow *rows, int count,
 
 	for (i = 0; i < count; i++)
 	{
-		ids[i] = Int64GetDatum(rows[i].id);
+		xids[i] = FullTransactionIdGetDatum(rows[i].xid);
+		seqs[i] = Int32GetDatum(rows[i].seq);
 		kinds[i] = CharGetDatum(rows[i].kind);
 		targets[i] = PointerGetDatum(rows[i].target);
 		target_nulls[i] = (rows[i].target == NULL);
@@ -736,28 +587,31 @@ SendInsertRows(Oid namespace, const OutboxRow *rows, int count,
 		binaries[i] = PointerGetDatum(rows[i].body_binary);
 		binary_nulls[i] = (rows[i].body_binary == NULL);
 	}
-	args[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs,
-												 INT8OID, 8, FLOAT8PASSBYVAL,
+	args[0] = PointerGetDatum(construct_md_array(xids, NULL, 1, dims, lbs,
+												 XID8OID, 8, FLOAT8PASSBYVAL,
 												 TYPALIGN_DOUBLE));
-	args[1] = PointerGetDatum(construct_md_array(kinds, NULL, 1, dims, lbs,
+	args[1] = PointerGetDatum(construct_md_array(seqs, NULL, 1, dims, lbs,
+												 INT4OID, 4, true,
+												 TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_md_array(kinds, NULL, 1, dims, lbs,
 												 CHAROID, 1, true,
 												 TYPALIGN_CHAR));
-	args[2] = PointerGetDatum(construct_md_array(targets, target_nulls, 1,
+	args[3] = PointerGetDatum(construct_md_array(targets, target_nulls, 1,
 												 dims, lbs, TEXTOID, -1,
 												 false, TYPALIGN_INT));
-	args[3] = PointerGetDatum(construct_md_array(bodies, body_nulls, 1, dims,
+	args[4] = PointerGetDatum(construct_md_array(bodies, body_nulls, 1, dims,
 												 lbs, JSONBOID, -1, false,
 												 TYPALIGN_INT));
-	args[4] = TimestampTzGetDatum(sent_at);
-	args[5] = PointerGetDatum(construct_md_array(binaries, binary_nulls, 1,
+	args[5] = TimestampTzGetDatum(sent_at);
+	args[6] = PointerGetDatum(construct_md_array(binaries, binary_nulls, 1,
 												 dims, lbs, BYTEAOID, -1,
 												 false, TYPALIGN_INT));
-	stmt.sql = psprintf("INSERT INTO %s (id, sent_at, kind, target, body, body_binary) "
-						"SELECT u.id, $5, u.kind, u.target, u.body, u.body_binary "
+	stmt.sql = psprintf("INSERT INTO %s (xid, seq, sent_at, kind, target, body, body_binary) "
+						"SELECT u.xid, u.seq, $6, u.kind, u.target, u.body, u.body_binary "
 						"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
 						"pg_catalog.unnest($3), pg_catalog.unnest($4), "
-						"pg_catalog.unnest($6)) "
-						"AS u(id, kind, target, body, body_binary)",
+						"pg_catalog.unnest($5), pg_catalog.unnest($7)) "
+						"AS u(xid, seq, kind, target, body, body_binary)",
 						UtilQualifiedName(namespace, "websocket_message"));
 	UtilExec(namespace, &stmt, NULL, NULL, 0);
 }

@@ -32,6 +32,7 @@ _PG_init(void)
 
 	TokenInit();
 	SendInit();
+	OrderInit();
 	TopicsInit();
 	RoutesInit();
 	MarkGUCPrefixReserved("wsnotify");

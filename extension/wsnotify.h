@@ -12,6 +12,7 @@
 
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
@@ -19,7 +20,10 @@
 
 #include "util.h"
 
-/* The NOTIFY channel a committing sender wakes the bridges on. */
+/* The version of the library (Makefile EXTVERSION). */
+#define WSNOTIFY_VERSION "1.1"
+
+/* The NOTIFY channel the ordering worker wakes the bridges on. */
 #define WSNOTIFY_CHANNEL "wsnotify"
 
 /* True when the library was loaded through shared_preload_libraries. */
@@ -50,6 +54,11 @@ extern Jsonb *TokenVerifyWithKey(const char *token, const char *key,
 								 const char *algorithm);
 extern void TokenInit(void);
 
+/*---- order.c ----*/
+extern void OrderInit(void);
+extern bool OrderAvailable(void);
+extern void OrderAppend(FullTransactionId xid);
+
 /* seal.c: inline NOTIFY payloads, sealed with AES-256-GCM */
 extern void SealPrepare(Oid namespace);
 extern bool SealAppend(StringInfo out, const char *plain, int plain_len);
@@ -58,18 +67,20 @@ extern bool SealAppend(StringInfo out, const char *plain, int plain_len);
 extern int64 ClientCount(Oid namespace, const char *column, text *value);
 
 /* outbox.c: websocket_message rows written without the executor */
-#define OUTBOX_NATTS 6
+#define OUTBOX_NATTS 8
 
+/* A message row as its sender writes it: no position yet. */
 typedef struct OutboxRow
 {
-	int64		id;
+	FullTransactionId xid;		/* the sending (top) transaction */
+	int32		seq;			/* its order within that transaction */
 	char		kind;			/* 'u', 'c', 'b', 't' or 'x' */
 	text	   *target;			/* user, connection or topic; NULL to all */
 	Jsonb	   *body;			/* a JSON message, or NULL when binary */
 	bytea	   *body_binary;	/* a binary message, or NULL when JSON */
 } OutboxRow;
 
-/* The outbox's indexes and slots, opened before the commit lock. */
+/* The outbox's indexes that take a sender's rows, and the slots. */
 typedef struct OutboxWriter
 {
 	Relation	outbox;

@@ -17,6 +17,7 @@ SELECT send_ws_connection_binary('gone', '\x05') AS gone_connection;
 SELECT publish_ws_binary('room:1', '') AS subscribers;
 SELECT send_ws('alice', '{"json": true}') AS json_after_binary;
 
+SELECT wsnotify_order_barrier() AS ordered \gset
 -- Exactly one of body and body_binary is set.
 SELECT id, kind, target, body, body_binary FROM websocket_message ORDER BY id;
 \set VERBOSITY terse
@@ -29,6 +30,7 @@ VALUES (100, now(), 'b', NULL, NULL, NULL);
 -- All 256 byte values survive the outbox and come back as one line of base64.
 SELECT broadcast_ws_binary((SELECT string_agg(set_byte('\x00'::bytea, 0, i), ''::bytea ORDER BY i)
                             FROM generate_series(0, 255) AS i));
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT length(m.body_binary) AS bytes,
        m.body_binary = (SELECT string_agg(set_byte('\x00'::bytea, 0, i), ''::bytea ORDER BY i)
                         FROM generate_series(0, 255) AS i) AS all_bytes_kept
@@ -47,6 +49,7 @@ SELECT id, kind, left(body, 16) AS body_start, is_binary FROM wsnotify_replay('c
 
 -- A binary message of 1 MB: exact, also through base64.
 SELECT send_ws_binary('bob', decode(repeat('00ff7f80', 262144), 'hex')) AS one_megabyte;
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT length(decode(f.body, 'base64')) AS fetched_bytes,
        decode(f.body, 'base64') = decode(repeat('00ff7f80', 262144), 'hex') AS exact
 FROM wsnotify_fetch('b2', 7, 100) f WHERE f.is_binary;
@@ -70,11 +73,13 @@ ROLLBACK;
 -- No overload: an untyped literal still means send_ws(text, jsonb).
 SELECT send_ws('alice', '{"untyped": true}') AS untyped_literal;
 
+SELECT wsnotify_order_barrier() AS ordered \gset
 -- A rolled-back transaction sends nothing.
 SELECT count(*) AS before FROM websocket_message;
 BEGIN;
 SELECT broadcast_ws_binary('\x0102');
 ROLLBACK;
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT count(*) AS after_rollback FROM websocket_message;
 
 -- The $binary route: a handler (connection jsonb, message bytea).

@@ -6,6 +6,7 @@ CREATE EXTENSION wsnotify;
 SET wsnotify.jwt_secret = 'connect-test-secret-0123456789abcdef';
 
 SELECT send_ws('alice', '{"before": "connect"}');
+SELECT wsnotify_order_barrier() AS ordered \gset
 
 -- A valid token: the row, the user from sub, the claims, the expiry, and the
 -- start cursor (the last message sent before the connection existed).

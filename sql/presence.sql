@@ -12,6 +12,7 @@ SELECT ws_subscribe('a2', 'room:1');
 SELECT ws_subscribe('b1c', 'room:1');
 -- A topic without presence: no frames.
 SELECT ws_subscribe('a1', 'quiet');
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT body FROM websocket_message ORDER BY id;
 
 -- One of alice's connections leaves: she is still there, nothing pending.
@@ -32,6 +33,7 @@ SELECT wsnotify_disconnect('a3');
 UPDATE websocket_presence_leaving SET left_at = now() - interval '1 minute';
 SELECT wsnotify_heartbeat('b1', interval '1 minute') AS reaped;
 SELECT count(*) AS pending FROM websocket_presence_leaving;
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT body FROM websocket_message WHERE body ->> 'presence' IS NOT NULL ORDER BY id;
 SELECT * FROM ws_presence('room:1');
 

@@ -11,6 +11,7 @@ SELECT send_ws('alice', '{"n": 4}');            -- id 4
 SELECT send_ws_connection('c2', '{"n": 5}');    -- id 5: another connection's
 SELECT send_ws('alice', '{"n": 6}');            -- id 6
 
+SELECT wsnotify_order_barrier() AS ordered \gset
 -- From cursor 1 up to the start cursor 6: alice's and everyone's messages,
 -- in order, once; not bob's, not another connection's.
 SELECT * FROM wsnotify_replay('c1', 1, 6);

@@ -59,6 +59,7 @@ INSERT INTO websocket_client (connection_id, user_id, bridge_id) VALUES ('x', 'm
 UPDATE websocket_client SET user_id = 'mallory';
 DELETE FROM websocket_client;
 SELECT wsnotify_connect('c1', 'b1', 'not.a.token', '127.0.0.1', NULL, NULL);
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT * FROM websocket_message;
 -- the presence triggers run as the owner: nobody may attach them to a table of
 -- their own to forge a join for another user

@@ -16,6 +16,7 @@ SELECT send_ws_connection('gone', '{"n": 5}') AS gone_connection;
 SELECT close_ws('c2', 4000, 'bye') AS closed_live;
 SELECT close_ws('gone') AS closed_gone;
 
+SELECT wsnotify_order_barrier() AS ordered \gset
 -- Offline users' messages are kept (for resume); gone connections' are not.
 SELECT id, kind, target, body FROM websocket_message ORDER BY id;
 
@@ -23,6 +24,7 @@ SELECT id, kind, target, body FROM websocket_message ORDER BY id;
 BEGIN;
 SELECT send_ws('alice', '{"rolled": "back"}');
 ROLLBACK;
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT count(*) AS after_rollback FROM websocket_message WHERE body ? 'rolled';
 
 -- A rolled-back subtransaction drops its messages only; a released one keeps
@@ -37,6 +39,7 @@ SELECT send_ws('alice', '{"seq": 2}');
 RELEASE SAVEPOINT s2;
 SELECT send_ws('alice', '{"seq": 3}');
 COMMIT;
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT body FROM websocket_message WHERE body ? 'seq' ORDER BY id;
 
 -- PL/pgSQL exception blocks are subtransactions too.
@@ -48,14 +51,17 @@ EXCEPTION WHEN others THEN
     PERFORM send_ws('alice', '{"in_block": "kept"}');
 END
 $$;
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT body FROM websocket_message WHERE body ? 'in_block' ORDER BY id;
 
 -- Nothing is written before commit: another transaction cannot see it, and
 -- the ids are taken at commit, in commit order.
 BEGIN;
 SELECT send_ws('alice', '{"pending": true}');
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT count(*) AS visible_before_commit FROM websocket_message WHERE body ? 'pending';
 COMMIT;
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT count(*) AS visible_after_commit FROM websocket_message WHERE body ? 'pending';
 
 -- A trigger can send; it is delivered with its transaction.
@@ -72,10 +78,12 @@ INSERT INTO orders VALUES (1, 'alice'), (2, 'bob');
 BEGIN;
 INSERT INTO orders VALUES (3, 'alice');
 ROLLBACK;
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT target, body FROM websocket_message WHERE body ? 'order' ORDER BY id;
 
 -- Messages far beyond NOTIFY's 8000-byte payload limit arrive whole.
 SELECT send_ws('alice', jsonb_build_object('big', repeat('x', 1024 * 1024)));
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT length(body ->> 'big') AS big_length FROM websocket_message WHERE body ? 'big';
 
 -- Ids grow with every commit and are never reused after a rollback.
@@ -108,6 +116,7 @@ ROLLBACK;
 BEGIN;
 SELECT send_ws('alice', '{"prepared": true}');
 PREPARE TRANSACTION 'wsnotify_test';
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT count(*) AS prepared_sent FROM websocket_message WHERE body ? 'prepared';
 
 DROP TABLE orders;

@@ -25,6 +25,7 @@ SELECT publish_ws('nobody-here', '{"say": "echo"}') AS subscribers;
 BEGIN;
 SELECT publish_ws('room:1', '{"say": "rolled back"}');
 ROLLBACK;
+SELECT wsnotify_order_barrier() AS ordered \gset
 SELECT id, kind, target, body FROM websocket_message ORDER BY id;
 
 -- Each bridge fetches topic messages with its own subscribed connections.

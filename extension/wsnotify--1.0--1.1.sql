@@ -1,0 +1,287 @@
+/* wsnotify--1.0--1.1.sql: from 1.0 to 1.1 (ALTER EXTENSION wsnotify UPDATE) */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION wsnotify UPDATE TO '1.1'" to load this file. \quit
+
+-- Positions are given after the commit by the ordering worker (order.c):
+-- a sender's rows carry their transaction (xid) and order in it (seq) and
+-- no position yet. Retained 1.0 rows keep their ids as positions (xid NULL).
+-- The new library must already be loaded (server restarted with the 1.1
+-- library in shared_preload_libraries): docs/operations.md.
+ALTER TABLE @extschema@.websocket_message
+    ADD COLUMN xid xid8,
+    ADD COLUMN seq integer;
+ALTER TABLE @extschema@.websocket_message
+    DROP CONSTRAINT websocket_message_pkey;
+ALTER TABLE @extschema@.websocket_message
+    ALTER COLUMN id DROP NOT NULL;
+CREATE UNIQUE INDEX websocket_message_position_idx
+    ON @extschema@.websocket_message (id) WHERE id IS NOT NULL;
+CREATE INDEX websocket_message_unpositioned_idx
+    ON @extschema@.websocket_message (xid) WHERE id IS NULL;
+
+CREATE TABLE @extschema@.websocket_history (
+    epoch integer NOT NULL
+);
+INSERT INTO @extschema@.websocket_history
+SELECT ('x' || substr(md5(gen_random_uuid()::text), 1, 8))::bit(32)::integer;
+REVOKE ALL ON @extschema@.websocket_history FROM PUBLIC;
+
+---------------------------------------------------------------------------
+-- Ordering (1.1): positions are given after the commit by a background
+-- worker per database (order.c); cursors of a snapshot (ws_cursor)
+---------------------------------------------------------------------------
+
+-- Start this database's ordering worker if it is not running; true when it
+-- runs or was launched. Bridges call it at start and with every heartbeat,
+-- so rows committed before a restart get positions even when nobody sends.
+CREATE FUNCTION @extschema@.wsnotify_worker_start()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'wsnotify_worker_start'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- Wait (up to timeout_ms) until every sending transaction that committed
+-- before the call has its positions committed; false on timeout. Anyone may
+-- wait (tests and scripts that read websocket_message after sending).
+CREATE FUNCTION @extschema@.wsnotify_order_barrier(timeout_ms integer DEFAULT 10000)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'wsnotify_order_barrier'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- The server's WAL timeline (changes with a promotion or a restore).
+CREATE FUNCTION @extschema@.wsnotify_timeline()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'wsnotify_timeline'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+-- The history positions belong to: 16 hex digits, the random epoch of
+-- websocket_history and the timeline.
+CREATE FUNCTION @extschema@.wsnotify_epoch()
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT lpad(to_hex(h.epoch), 8, '0') || lpad(to_hex(@extschema@.wsnotify_timeline()), 8, '0')
+    FROM @extschema@.websocket_history h
+$$;
+
+-- The cursor of the caller's snapshot: "<epoch>:<P>:<xmin>:<xmax>:<xip,...>",
+-- where P is the highest position the snapshot sees and the rest is the
+-- snapshot (pg_current_snapshot). Replay from it gives exactly the messages
+-- of transactions the snapshot does not see. It first waits for the worker
+-- to position every transaction committed so far (a few milliseconds at
+-- most), so that none the snapshot sees can get a position after a later
+-- connection's start. In READ COMMITTED, read the state and call ws_cursor()
+-- in one statement (each statement has its own snapshot), or use
+-- REPEATABLE READ.
+CREATE FUNCTION @extschema@.ws_cursor()
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT @extschema@.wsnotify_order_barrier(10000) THEN
+        RAISE EXCEPTION 'wsnotify ordering worker is not keeping up'
+            USING ERRCODE = 'lock_not_available',
+                  DETAIL = 'Messages committed before this call had no position after 10 seconds.',
+                  HINT = 'Check that the wsnotify ordering worker runs (pg_stat_activity).';
+    END IF;
+    RETURN @extschema@.wsnotify_epoch() || ':' ||
+           greatest((SELECT coalesce(max(m.id), 0) FROM @extschema@.websocket_message m),
+                    (SELECT s.purged_through FROM @extschema@.websocket_purge_state s))
+           || ':' || pg_current_snapshot()::text;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.ws_cursor() IS
+    'cursor of the calling snapshot: connect with ?since= it to receive exactly what the snapshot did not see';
+
+-- A resuming client's cursor as text: a message id (digits: as the bigint
+-- form), or a ws_cursor() value. For the latter: the messages with a
+-- position in (P, upto] whose transaction the cursor's snapshot did not
+-- see; a reset (kind 'r', id upto) when the cursor is of another history
+-- (epoch), malformed, newer than upto, or when messages after P were purged.
+CREATE FUNCTION @extschema@.wsnotify_replay(connection_id text, since text,
+                                            upto bigint)
+RETURNS TABLE (id bigint, kind "char", target text, body text,
+               is_binary boolean)
+LANGUAGE plpgsql STABLE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    resumed_user text;
+    seen bigint;
+    snap pg_snapshot;
+BEGIN
+    IF since ~ '^[0-9]{1,18}$' THEN
+        RETURN QUERY SELECT * FROM @extschema@.wsnotify_replay($1, since::bigint, upto);
+        RETURN;
+    END IF;
+    SELECT c.user_id INTO resumed_user
+    FROM @extschema@.websocket_client c WHERE c.connection_id = $1;
+    IF length(since) <= 16384
+       AND since ~ '^[0-9a-f]{16}:[0-9]{1,18}:[0-9]{1,18}:[0-9]{1,18}:([0-9]{1,18}(,[0-9]{1,18})*)?$'
+       AND split_part(since, ':', 1) = @extschema@.wsnotify_epoch() THEN
+        BEGIN
+            seen := split_part(since, ':', 2)::bigint;
+            snap := substr(since, 18 + length(split_part(since, ':', 2)) + 1)::pg_snapshot;
+        EXCEPTION WHEN OTHERS THEN
+            snap := NULL;
+        END;
+    END IF;
+    IF snap IS NULL OR resumed_user IS NULL OR seen > upto
+       OR (SELECT s.purged_through FROM @extschema@.websocket_purge_state s) > seen THEN
+        RETURN QUERY SELECT upto, 'r'::"char", NULL::text, NULL::text,
+                            NULL::boolean;
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT m.id, m.kind, m.target,
+               coalesce(m.body::text,
+                        translate(encode(m.body_binary, 'base64'), E'\n', '')),
+               m.body_binary IS NOT NULL
+        FROM @extschema@.websocket_message m
+        WHERE m.id > seen AND m.id <= upto
+          AND m.xid IS NOT NULL AND NOT pg_visible_in_snapshot(m.xid, snap)
+          AND (m.kind = 'b'
+               OR (m.kind = 'u' AND m.target = resumed_user)
+               OR (m.kind = 'c' AND m.target = $1)
+               OR (m.kind = 't' AND m.target IN (
+                       SELECT s.topic FROM @extschema@.websocket_subscription s
+                       WHERE s.connection_id = $1)))
+        ORDER BY m.id;
+END
+$$;
+
+REVOKE ALL ON FUNCTION
+    @extschema@.wsnotify_worker_start(),
+    @extschema@.wsnotify_timeline(),
+    @extschema@.wsnotify_epoch(),
+    @extschema@.wsnotify_replay(text, text, bigint)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.wsnotify_worker_start(),
+    @extschema@.wsnotify_replay(text, text, bigint)
+TO wsnotify_bridge;
+
+-- Bridges start the ordering worker.
+CREATE OR REPLACE FUNCTION @extschema@.wsnotify_bridge_start(bridge_id text,
+                                                  OUT reaped integer,
+                                                  OUT last_id bigint)
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.websocket_client c WHERE c.bridge_id = $1;
+    GET DIAGNOSTICS reaped = ROW_COUNT;
+    INSERT INTO @extschema@.websocket_bridge AS b (bridge_id)
+        VALUES ($1)
+        ON CONFLICT ON CONSTRAINT websocket_bridge_pkey
+        DO UPDATE SET started_at = now(), heartbeat_at = now();
+    PERFORM @extschema@.wsnotify_worker_start();
+    SELECT coalesce(max(m.id), 0) INTO last_id FROM @extschema@.websocket_message m;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.wsnotify_heartbeat(bridge_id text,
+                                               reap_after interval)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    reaped integer := 0;
+    gone @extschema@.websocket_client;
+BEGIN
+    INSERT INTO @extschema@.websocket_bridge AS b (bridge_id)
+        VALUES ($1)
+        ON CONFLICT ON CONSTRAINT websocket_bridge_pkey
+        DO UPDATE SET heartbeat_at = now();
+    FOR gone IN
+        WITH dead AS (
+            DELETE FROM @extschema@.websocket_bridge b
+            WHERE b.heartbeat_at < now() - reap_after AND b.bridge_id <> $1
+            RETURNING b.bridge_id
+        )
+        DELETE FROM @extschema@.websocket_client c
+        USING dead WHERE c.bridge_id = dead.bridge_id
+        RETURNING c.*
+    LOOP
+        reaped := reaped + 1;
+        PERFORM @extschema@.wsnotify_run_disconnect(gone);
+    END LOOP;
+    PERFORM @extschema@.wsnotify_publish_leaves();
+    PERFORM @extschema@.wsnotify_worker_start();
+    PERFORM @extschema@.wsnotify_purge();
+    RETURN reaped;
+END
+$$;
+
+-- A connection's start cursor covers every commit before it.
+CREATE OR REPLACE FUNCTION @extschema@.wsnotify_connect(connection_id text,
+                                             bridge_id text,
+                                             token text,
+                                             remote_addr text,
+                                             user_agent text,
+                                             topics text[] DEFAULT NULL,
+                                             OUT user_id text,
+                                             OUT claims jsonb,
+                                             OUT expires_at timestamptz,
+                                             OUT last_id bigint,
+                                             OUT welcome jsonb,
+                                             OUT refused_topics jsonb)
+LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    failed_state text;
+    failed_message text;
+    topic text;
+BEGIN
+    IF connection_id IS NULL OR bridge_id IS NULL THEN
+        RAISE EXCEPTION 'connection_id and bridge_id must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    claims := @extschema@.verify_token(token);
+    user_id := claims ->> current_setting('wsnotify.user_claim');
+    IF claims ? 'exp' THEN
+        expires_at := to_timestamp((claims ->> 'exp')::double precision);
+    END IF;
+    INSERT INTO @extschema@.websocket_client AS c
+        (connection_id, user_id, bridge_id, remote_addr, user_agent,
+         claims, expires_at)
+    VALUES ($1, user_id, $2, $4, $5, claims, expires_at);
+    -- what committed before this connection existed is not its: wait until
+    -- it has its positions (a worker batch), then take the start cursor
+    PERFORM @extschema@.wsnotify_order_barrier(2000);
+    SELECT coalesce(max(m.id), 0) INTO last_id FROM @extschema@.websocket_message m;
+    BEGIN
+        welcome := @extschema@.wsnotify_invoke_route('$connect',
+            jsonb_build_object('connection_id', $1, 'user_id', user_id,
+                               'bridge_id', $2, 'connected_at', now(),
+                               'remote_addr', $4, 'user_agent', $5,
+                               'claims', claims),
+            '{}'::jsonb);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE,
+                                failed_message = MESSAGE_TEXT;
+        -- Only what the handler raised on purpose reaches the client.
+        IF failed_state LIKE 'P0%' THEN
+            RAISE EXCEPTION '%', failed_message USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RAISE EXCEPTION 'connection refused'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('The $connect handler failed with SQLSTATE %s: %s',
+                                  failed_state, failed_message);
+    END;
+    FOREACH topic IN ARRAY coalesce(topics, '{}') LOOP
+        BEGIN
+            PERFORM @extschema@.wsnotify_client_subscribe($1, topic);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS failed_message = MESSAGE_TEXT;
+            refused_topics := coalesce(refused_topics, '[]'::jsonb)
+                || jsonb_build_object('topic', topic, 'message', failed_message);
+        END;
+    END LOOP;
+END
+$$;
