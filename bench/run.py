@@ -847,7 +847,7 @@ def plots(d, outdir):
     gp = ['set terminal pngcairo size 800,480', f"set output '{outdir}/latency.png'",
           "set title 'commit-to-arrival latency, 1,000 users, one message per transaction'",
           "set xlabel 'messages per second'", "set ylabel 'ms'", "set logscale y",
-          "set key left top", "plot " + ", ".join(
+          "set key outside bottom center horizontal", "plot " + ", ".join(
               f"'{tmp}/lat-{n}.dat' using 1:{c} with linespoints title '{n} {p}'"
               for n in names for c, p in ((2, "p50"), (3, "p99")))]
     made.append(("latency.png", gp))
