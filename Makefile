@@ -7,8 +7,8 @@
 #   make demo            a throwaway cluster, the bridge and the demo page
 #   make fuzz            every libFuzzer target for 60 s from fuzz/corpus (not in make test)
 #   make soak            10-minute soak of the bridge (test/soak; not in make test)
-#   make bench           wsnotify against a Node.js peer, quick (< 5 minutes; bench/run)
-#   make bench-full      the same, full size (100,000 connections; about 15 minutes)
+#   make bench           wsnotify against a Node.js and a Bun peer, quick (< 5 minutes; bench/run)
+#   make bench-full      the same, full size (100,000 connections; about 18 minutes)
 #   make deb             the Debian packages, into dist/ (debian/make-deb; lintian)
 #   make dist            the PGXN zip, dist/wsnotify-<META.json version>.zip
 

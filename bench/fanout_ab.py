@@ -7,7 +7,7 @@ subscribes them to the topic and times `rounds` messages of each kind.
 
 Usage: ulimit -n 20000; /usr/bin/python3 bench/fanout_ab.py --bridges A,B
            [--counts 1000,19000] [--rounds 20] [--reps 3] [--kinds topic,broadcast]
-           [--perf DIR]     # perf record -g of each turn's rounds: DIR/<label>-<N>-<rep>.data
+           [--perf DIR]     # perf record -g of each turn's rounds: DIR/<label>-<N>-<kind>-<rep>.data
 Prints a Markdown table: deliveries per bridge CPU-second (schedstat) per turn,
 and the median per binary.
 """
@@ -41,11 +41,11 @@ def main():
                 for label, path in zip(labels, bridges):
                     run.BRIDGE = path   # WsnotifySystem.popen reads it at each start
 
-                    def around(pids, label=label, rep=rep, n=n):
+                    def around(pids, kind, label=label, rep=rep, n=n):
                         if not args.perf:
                             return None
-                        return perf_record(pids[0],
-                                           os.path.join(args.perf, f"{label}-{n}-{rep}.data"))
+                        return perf_record(pids[0], os.path.join(
+                            args.perf, f"{label}-{n}-{kind}-{rep}.data"))
 
                     out = run.fanout(env, system, n, args.rounds, kinds, around)
                     for kind in kinds:

@@ -1,15 +1,16 @@
 #!/usr/bin/python3
 """make bench / make bench-full: wsnotify against the stack a web team writes
-instead (bench/peers/node: Node.js + ws + pg LISTEN + jsonwebtoken), on the
-same database, tokens, messages and load generator (bench/loadgen), in one
-run, beside the machine's physical limit, measured two ways: bench/physical
+instead (bench/peers/node: Node.js + ws + pg LISTEN + jsonwebtoken) and the
+fastest one it could pick (bench/peers/bun: Bun.serve's native pub/sub + Bun's
+SQL LISTEN + jose), on the same database, tokens, messages and load generator
+(bench/loadgen), in one run, beside the machine's physical limit, measured two ways: bench/physical
 streams frames without a pause (its readers are never asleep), and
 bench/physical_rounds writes one frame per socket per round with a pause
 between rounds, as the fan-out phase does (each write wakes a sleeping
 reader, which on loopback the writer pays).  The fan-out is reported against
 both.
 
-Both systems share two cores with PostgreSQL, the senders (pgbench) and the
+All systems share two cores with PostgreSQL, the senders (pgbench) and the
 load generator, so raw rates understate them; every rate is reported with the
 CPU seconds the system's own process(es) used, and systems are compared by
 deliveries per CPU-second of that process (/proc/PID/stat utime+stime).
@@ -19,7 +20,14 @@ carries "t", clock_timestamp() in microseconds taken by the sending statement
 just before its (autocommit) commit; the generator subtracts it from its own
 CLOCK_REALTIME on arrival (one clock, one machine).
 
-Usage: /usr/bin/python3 bench/run.py [--full] [--only wsnotify|node]
+The tail of commit-to-arrival moves a lot from one phase to the next on a
+shared machine, so it is also measured with every system's server up at once
+(idle but for the one being sent to, each on its own channel), in several
+phases that alternate the systems; the summary's latency is the median of
+those phases.
+
+Usage: /usr/bin/python3 bench/run.py [--full] [--systems wsnotify,node,bun]
+(--systems: which systems, in the order they are measured)
 Writes bench/results/summary.json, bench/results/details.json, the plots
 (bench/results/*.png, copied to docs/img/ with --full) and prints a table.
 """
@@ -41,19 +49,24 @@ sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 import psycopg  # noqa: E402
 from conftest import (BRIDGE, PGBIN, SECRET, Cluster, free_port, http_get,  # noqa: E402
                       parse_metrics, wait_for)
-from procstat import rss_kib, sched_cpu_seconds, stop_proc  # noqa: E402
+from procstat import perf_record, rss_kib, sched_cpu_seconds, stop_proc  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 LOADGEN = os.path.join(HERE, "loadgen")
 PHYSICAL = os.path.join(HERE, "physical")
 PHYSICAL_ROUNDS = os.path.join(HERE, "physical_rounds")
-PEER = os.path.join(HERE, "peers", "node", "server.js")
+PEERS = os.path.join(HERE, "peers")
 TOPIC = "bench"
+PERF_DIR = None      # --perf DIR: `perf record -g` of each phase (profile())
 T_NOW = "(extract(epoch from clock_timestamp()) * 1e6)::bigint"
 
 
+T0 = time.time()
+
+
 def log(*a):
-    print(*a, file=sys.stderr, flush=True)
+    """A progress line on stderr, after the seconds since the start."""
+    print(f"[{time.time() - T0:4.0f} s]", *a, file=sys.stderr, flush=True)
 
 
 # --- processes -----------------------------------------------------------------
@@ -313,6 +326,7 @@ class WsnotifySystem(Servers):
         return out
 
     subscribe_action = None
+    trigger_kind = "send_ws"
 
 
 class NodeSystem(Servers):
@@ -323,16 +337,20 @@ class NodeSystem(Servers):
     log_prefix = "node"
     channel = "wsnotify_peer"
 
+    def command(self):
+        return ["node", "server.js"]
+
     def popen(self, port, logf):
         env = dict(os.environ, PORT=str(port), HOST="127.0.0.1",
                    DATABASE_URL=self.env.url(), JWT_SECRET=SECRET, CHANNEL=self.channel)
-        return subprocess.Popen(["node", PEER], stdout=logf, stderr=subprocess.STDOUT,
-                                env=env, cwd=os.path.dirname(PEER))
+        return subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT,
+                                env=env, cwd=os.path.join(PEERS, self.name))
 
     def subscribe_all(self):
         pass         # the generator sends {"action": "subscribe"} on open
 
     subscribe_action = TOPIC
+    trigger_kind = "pg_notify"
 
     def _notify(self, what):
         return f"pg_notify('{self.channel}', json_build_object({what}, 'data', " \
@@ -357,6 +375,22 @@ class NodeSystem(Servers):
 
     def counters(self):
         return {}
+
+
+class BunSystem(NodeSystem):
+    """The Bun peer: the same outside as the Node.js peer (statements, payloads,
+    subscribe), on a channel of its own so that both may be up at once."""
+
+    name = "bun"
+    what = "bun peer"
+    log_prefix = "bun"
+    channel = "wsnotify_peer_bun"
+
+    def command(self):
+        return [os.path.join(PEERS, "bun", "node_modules", ".bin", "bun"), "server.js"]
+
+
+SYSTEMS = {s.name: s for s in (WsnotifySystem, NodeSystem, BunSystem)}
 
 
 def http_status(port, path):
@@ -392,7 +426,13 @@ class Env:
             return cur.fetchall() if cur.description else None
 
     def pgbench(self, script, clients, seconds, rate=None, builtin=None, jobs=2):
-        """Run pgbench; return (tps, seconds)."""
+        """Run pgbench; return its tps."""
+        return self.pgbench_counts(script, clients, seconds, rate, builtin, jobs)[0]
+
+    def pgbench_counts(self, script, clients, seconds, rate=None, builtin=None, jobs=2):
+        """Run pgbench; return (tps, transactions processed).  With -R the tps
+        runs a few % above processed / seconds, so count what was sent with the
+        second."""
         args = [os.path.join(PGBIN, "pgbench"), "-n", "-T", str(seconds), "-c", str(clients),
                 "-j", str(min(jobs, clients)), "-h", "127.0.0.1", "-p", str(self.cluster.port),
                 "-U", "postgres", "bench"]
@@ -407,10 +447,15 @@ class Env:
             os.chmod(path, 0o644)
             args += ["-f", path]
         out = subprocess.run(args, capture_output=True, text=True)
+        tps = processed = None
         for line in out.stdout.splitlines():
             if line.startswith("tps = "):
-                return float(line.split()[2])
-        raise RuntimeError(f"pgbench failed: {out.stderr[-500:]}")
+                tps = float(line.split()[2])
+            elif line.startswith("number of transactions actually processed:"):
+                processed = int(line.split(":")[1].split("/")[0])
+        if tps is None or processed is None:
+            raise RuntimeError(f"pgbench failed: {out.stderr[-500:]}")
+        return tps, processed
 
     def destroy(self):
         self.cluster.destroy()
@@ -422,14 +467,25 @@ def percent(a, b):
     return 100.0 * a / b if b else None
 
 
+def profile(system, phase):
+    """With --perf DIR: start `perf record -g` of the system's first process for
+    one phase, into DIR/<system>-<phase>.data; return what stops it (a no-op
+    without --perf)."""
+    if not PERF_DIR:
+        return lambda: None
+    return perf_record(system.pids()[0], os.path.join(PERF_DIR, f"{system.name}-{phase}.data"))
+
+
 def idle(env, system, n, bridges=1):
     """(1) + (2): open n idle connections; RSS per connection, connects per second."""
     system.start(bridges)
     pids = system.pids()
     base = rss_kib(pids)
+    done = profile(system, f"connect-{n}")
     fleet = Fleet(system.ports, n, rss_probe=lambda: rss_kib(pids))
     try:
         c = fleet.wait_connected()
+        done()
         time.sleep(2)          # let the ping/keepalive state settle
         c["rss_kib"] = rss_kib(pids)
         c["rss_base_kib"] = base
@@ -455,16 +511,67 @@ def wait_received(fleet, target, timeout):
 
 def pgbench_phase(env, fleet, pids, script, clients, seconds, rate, sent_of, timeout):
     """One pgbench run of script against a connected fleet; waits (up to timeout
-    seconds) until 99.9 % of sent_of(tps) messages have arrived.  Returns (tps,
+    seconds) until 99.9 % of sent_of(transactions processed) messages have
+    arrived.  Returns (tps,
     seconds from the start of pgbench until then, CpuMeter reading, the first
     generator's report)."""
     fleet.reset()
     meter = CpuMeter(pids, fleet)
     t0 = time.time()
-    tps = env.pgbench(script, clients=clients, seconds=seconds, rate=rate)
-    wait_received(fleet, sent_of(tps) * 0.999, timeout)
+    tps, processed = env.pgbench_counts(script, clients=clients, seconds=seconds, rate=rate)
+    wait_received(fleet, sent_of(processed) * 0.999, timeout)
     elapsed = time.time() - t0
     return tps, elapsed, meter.read(), fleet.reports()[0]
+
+
+def rate_phase(env, system, fleet, users, rate, seconds):
+    """One message per transaction to a random one of `users` connected users,
+    at `rate` messages per second (2 senders), or as fast as 8 senders go
+    (rate None): what arrived, at what latency, for how much server CPU."""
+    script = f"\\set uid random(0, {users - 1})\n" + system.sql_user("'u' || :uid")
+    tps, _, cpus, r = pgbench_phase(env, fleet, system.pids(), script, 2 if rate else 8,
+                                    seconds, rate, lambda sent: sent, 10)
+    cpu = cpus["cpu_s"]
+    return {"rate": rate, "tps": tps, "received": r["received"],
+            "deliveries_per_s": r["received"] / seconds, **cpus,
+            "deliveries_per_cpu_s": r["received"] / cpu if cpu else None,
+            "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+            "max_ms": r["max_us"] / 1000}
+
+
+def latency_phases(env, systems, users, rates, seconds, reps):
+    """(3b) commit-to-arrival at fixed rates with every system's server up at
+    once, `users` connected users each: `reps` rounds of one rate_phase per
+    system and rate, the systems' order reversed every other round, so that
+    the machine's load falls on all alike.  Per system and rate: every phase,
+    and the medians of their p50s and p99s."""
+    fleets = {}
+    out = {s.name: {} for s in systems}
+    try:
+        for s in systems:
+            s.start(1)
+            fleets[s.name] = Fleet(s.ports, users)
+            fleets[s.name].wait_connected()
+        for rep in range(reps):
+            for rate in rates:
+                for s in (systems if rep % 2 == 0 else systems[::-1]):
+                    done = profile(s, f"latency-{rate}-{rep + 1}")
+                    ph = rate_phase(env, s, fleets[s.name], users, rate, seconds)
+                    done()
+                    out[s.name].setdefault(f"rate_{rate}", {"rate": rate, "phases": []})[
+                        "phases"].append(ph)
+                    log(f"  {s.name} at {rate} msgs/s, round {rep + 1}: p50 {ph['p50_ms']:.2f} "
+                        f"ms p99 {ph['p99_ms']:.2f} ms")
+        for per_rate in out.values():
+            for v in per_rate.values():
+                for k in ("p50_ms", "p99_ms"):
+                    v[k] = statistics.median(ph[k] for ph in v["phases"])
+        return out
+    finally:
+        for f in fleets.values():
+            f.stop()
+        for s in systems:
+            s.stop()
 
 
 def per_user(env, system, users, rates, seconds, batch_seconds):
@@ -476,25 +583,20 @@ def per_user(env, system, users, rates, seconds, batch_seconds):
     try:
         fleet.wait_connected()
         for rate in rates:
-            script = f"\\set uid random(0, {users - 1})\n" + system.sql_user("'u' || :uid")
             before = system.counters()
-            tps, _, cpus, r = pgbench_phase(env, fleet, pids, script, 2 if rate else 8, seconds,
-                                            rate, lambda tps: tps * seconds, 10)
-            counters = {k: v - before.get(k, 0) for k, v in system.counters().items()}
-            cpu = cpus["cpu_s"]
             key = f"rate_{rate}" if rate else "saturation"
-            out[key] = {"rate": rate, "tps": tps, "received": r["received"],
-                        "deliveries_per_s": r["received"] / seconds, **cpus,
-                        "deliveries_per_cpu_s": r["received"] / cpu if cpu else None,
-                        "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-                        "max_ms": r["max_us"] / 1000, "server_counters": counters}
-            log(f"  {system.name} {users} users, {key}: {tps:.0f} msgs/s sent, "
-                f"p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms, "
+            out[key] = rate_phase(env, system, fleet, users, rate, seconds)
+            out[key]["server_counters"] = {k: v - before.get(k, 0)
+                                           for k, v in system.counters().items()}
+            log(f"  {system.name} {users} users, {key}: {out[key]['tps']:.0f} msgs/s sent, "
+                f"p50 {out[key]['p50_ms']:.2f} ms p99 {out[key]['p99_ms']:.2f} ms, "
                 f"{out[key]['deliveries_per_cpu_s'] or 0:.0f} per CPU-s")
         # 1000 messages per transaction, as fast as two senders go
         script = f"\\set base random(0, {users - 1})\n" + system.sql_user_batch(1000, users)
+        done = profile(system, f"per-user-{users}-batch")
         tps, elapsed, cpus, r = pgbench_phase(env, fleet, pids, script, 2, batch_seconds, None,
-                                              lambda tps: tps * batch_seconds * 1000, 30)
+                                              lambda sent: sent * 1000, 30)
+        done()
         cpu = cpus["cpu_s"]
         out["batch_1000"] = {"tx_per_s": tps, "received": r["received"],
                              "deliveries_per_s": r["received"] / elapsed, **cpus,
@@ -510,9 +612,11 @@ def per_user(env, system, users, rates, seconds, batch_seconds):
 
 def fanout(env, system, n, rounds, kinds=("broadcast", "topic"), around=None):
     """(4) broadcast and topic to n connections: time to half and to all.
-    around(pids), if given, is called once everything is connected and
-    subscribed; what it returns is called after the last round (bench/fanout_ab.py
-    starts and stops `perf record` with it)."""
+    around(pids, kind), if given, is called before each kind's rounds, once
+    everything is connected and subscribed; what it returns is called after the
+    kind's last round (bench/fanout_ab.py starts and stops `perf record` with it;
+    without it, run.py's --perf does)."""
+    around = around or (lambda pids, kind: profile(system, f"fanout-{kind}-{n}"))
     out = {"connections": n}
     system.start(1)
     pids = system.pids()
@@ -521,10 +625,10 @@ def fanout(env, system, n, rounds, kinds=("broadcast", "topic"), around=None):
         fleet.wait_connected()
         system.subscribe_all()
         time.sleep(0.5)
-        done = around(pids) if around else None
         for kind, sql in (("broadcast", system.sql_broadcast()), ("topic", system.sql_topic())):
             if kind not in kinds:
                 continue
+            done = around(pids, kind)
             halves, alls, delivered, cpu = [], [], 0, 0.0
             others = {"loadgen_cpu_s": 0.0, "other_cpu_s": 0.0}
             for _ in range(rounds):
@@ -557,8 +661,8 @@ def fanout(env, system, n, rounds, kinds=("broadcast", "topic"), around=None):
                          "complete_rounds": len(alls)}
             log(f"  {system.name} {kind} to {n}: all in {out[kind]['all_ms']} ms (median), "
                 f"{out[kind]['deliveries_per_cpu_s'] or 0:.0f} per CPU-s")
-        if done:
-            done()
+            if done:
+                done()
         return out
     finally:
         fleet.stop()
@@ -576,6 +680,12 @@ def pgbench_cost(env, systems, clients_list, seconds):
     for clients in clients_list:
         row = {"plain": env.pgbench(None, clients, seconds, builtin="tpcb-like", jobs=2)}
         for s in systems:
+            # the peers' triggers are the same pg_notify but for the channel: measure it once
+            twin = next((t for t in systems if t.trigger_kind == s.trigger_kind
+                         and t.name in row), None)
+            if twin:
+                row[s.name] = row[twin.name]
+                continue
             env.sql(f"CREATE FUNCTION bench_{s.name}() RETURNS trigger LANGUAGE plpgsql AS "
                     f"$$ BEGIN {s.trigger_body()} RETURN NEW; END $$")
             env.sql(f"CREATE TRIGGER bench_{s.name} AFTER INSERT ON pgbench_history "
@@ -647,6 +757,7 @@ def summarize(d, name):
     idle1 = s["idle"][0]
     pu = s["per_user"][0]
     fan = s["fanout"][-1]
+    lat = s.get("latency", {}).get("rate_500", {})
     tp = d["pgbench"]["tpcb"]
     overhead = max(100.0 * (1 - row[name] / row["plain"]) for row in tp.values())
     return {
@@ -658,11 +769,16 @@ def summarize(d, name):
         "fanout_deliveries_per_cpu_s": round(min(
             fan["broadcast"]["deliveries_per_cpu_s"] or 0,
             fan["topic"]["deliveries_per_cpu_s"] or 0)),
-        "latency_p50_ms": round(pu["rate_500"]["p50_ms"], 3),
-        "latency_p99_ms": round(pu["rate_500"]["p99_ms"], 3),
+        # the medians of the alternating phases where they ran (latency_phases)
+        "latency_p50_ms": round(lat.get("p50_ms", pu["rate_500"]["p50_ms"]), 3),
+        "latency_p99_ms": round(lat.get("p99_ms", pu["rate_500"]["p99_ms"]), 3),
+        "latency_phases": len(lat.get("phases", [None])),
         "broadcast_connections": fan["connections"],
         "broadcast_all_ms": fan["broadcast"]["all_ms"],
         "trigger_overhead_pct": round(overhead, 1),
+        **{f"{kind}_{fan['connections']}_deliveries_per_cpu_s": round(
+            fan[kind]["deliveries_per_cpu_s"] or 0)
+           for fan in s["fanout"] for kind in ("broadcast", "topic")},
     }
 
 
@@ -686,18 +802,30 @@ def fanout_table(d, name):
     return "\n".join(lines)
 
 
+PEER_KEYS = (("peer", "Node.js peer"), ("peer_bun", "Bun peer"))
+
+
 def table(summary):
-    keys = [k for k in summary if k not in ("peer", "physical_writes_per_cpu_s", "extra")]
-    peer = summary.get("peer", {})
-    lines = ["| measure | wsnotify | Node.js peer | wsnotify / peer |", "|---|---|---|---|"]
+    """wsnotify's summary beside each peer's, with wsnotify's ratio to each."""
+    peers = [(k, title) for k, title in PEER_KEYS if k in summary]
+    keys = [k for k in summary if k not in ("physical_writes_per_cpu_s", "extra")
+            and k not in dict(PEER_KEYS)]
+    lines = ["| measure | wsnotify | " + " | ".join(t for _, t in peers) + " | "
+             + " | ".join(f"wsnotify / {t}" for _, t in peers) + " |",
+             "|---|---|" + "---|" * (2 * len(peers))]
+    pad = " |" * (2 * len(peers))
     for k in keys:
-        a, b = summary[k], peer.get(k)
-        ratio = f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) \
-            and b else ""
-        lines.append(f"| {k} | {a} | {b if b is not None else ''} | {ratio} |")
-    lines.append(f"| physical_writes_per_cpu_s | {summary['physical_writes_per_cpu_s']} | | |")
+        a = summary[k]
+        cells, ratios = [], []
+        for p, _ in peers:
+            b = summary[p].get(k)
+            cells.append("" if b is None else str(b))
+            ratios.append(f"{a / b:.2f}" if isinstance(a, (int, float))
+                          and isinstance(b, (int, float)) and b else "")
+        lines.append(f"| {k} | {a} | " + " | ".join(cells + ratios) + " |")
+    lines.append(f"| physical_writes_per_cpu_s | {summary['physical_writes_per_cpu_s']} |" + pad)
     for k, v in summary.get("extra", {}).items():
-        lines.append(f"| {k} | {v} | | |")
+        lines.append(f"| {k} | {v} |" + pad)
     return "\n".join(lines)
 
 
@@ -719,7 +847,7 @@ def plots(d, outdir):
     gp = ['set terminal pngcairo size 800,480', f"set output '{outdir}/latency.png'",
           "set title 'commit-to-arrival latency, 1,000 users, one message per transaction'",
           "set xlabel 'messages per second'", "set ylabel 'ms'", "set logscale y",
-          "set key left top", "plot " + ", ".join(
+          "set key outside bottom center horizontal", "plot " + ", ".join(
               f"'{tmp}/lat-{n}.dat' using 1:{c} with linespoints title '{n} {p}'"
               for n in names for c, p in ((2, "p50"), (3, "p99")))]
     made.append(("latency.png", gp))
@@ -749,7 +877,7 @@ def plots(d, outdir):
     gp3 = ['set terminal pngcairo size 800,480', f"set output '{outdir}/cpu.png'",
            "set title 'deliveries per CPU-second of the server process'",
            "set style data histograms", "set style fill solid 0.8 border -1",
-           "set yrange [0:*]", "set key left top", "set ylabel 'deliveries per CPU-second'",
+           "set yrange [0:*]", "set key outside bottom center horizontal", "set ylabel 'deliveries per CPU-second'",
            f"plot for [i=2:{len(names) + 2}] '{tmp}/cpu.dat' using i:xtic(1) title columnheader"]
     made.append(("cpu.png", gp3))
     out = []
@@ -769,9 +897,18 @@ def plots(d, outdir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--full", action="store_true", help="the full run (about 15 minutes)")
-    ap.add_argument("--only", choices=["wsnotify", "node"], help="one system only")
+    ap.add_argument("--systems", default=",".join(SYSTEMS), type=lambda v: v.split(","),
+                    help="comma-separated, in the order measured (default %(default)s)")
+    ap.add_argument("--perf", metavar="DIR",
+                    help="perf record -g of each system's (first) process in each phase, into "
+                    "DIR/<system>-<phase>.data; its figures are not comparable with a run without")
     args = ap.parse_args()
+    if not args.systems or any(n not in SYSTEMS for n in args.systems) \
+            or len(set(args.systems)) != len(args.systems):
+        ap.error(f"--systems: each of {', '.join(SYSTEMS)} at most once")
     full = args.full
+    global PERF_DIR
+    PERF_DIR = args.perf
     cfg = {
         "idle": [(19000, 1), (100000, 6)] if full else [(5000, 1)],
         "users": [1000, 10000] if full else [1000],
@@ -780,19 +917,21 @@ def main():
         "batch_seconds": 10 if full else 5,
         "fanout": [1000, 19000] if full else [1000, 5000],
         "rounds": 10 if full else 5,
-        "pgbench_clients": [8, 32],
+        "pgbench_clients": [8, 32] if full else [8],
         "pgbench_seconds": 15 if full else 5,
         # the probe at the socket counts the scenarios use, to compare like with like
         "physical": [1000, 10000, 19000] if full else [1000, 5000],
         # the paced probe, at each fan-out count just before the first system's fan-out
         "physical_rounds": 20,
+        # commit-to-arrival in alternating phases, all servers up (latency_phases)
+        "latency_rates": [500, 5000] if full else [500],
+        "latency_reps": 3,
+        "latency_seconds": 5,
     }
     os.makedirs(RESULTS, exist_ok=True)
     started = time.time()
     env = Env()
-    systems = [WsnotifySystem(env), NodeSystem(env)]
-    if args.only:
-        systems = [s for s in systems if s.name == args.only]
+    systems = [SYSTEMS[n](env) for n in args.systems]
     d = {"mode": "full" if full else "quick", "config": cfg, "systems": {},
          "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
                      "kernel": os.uname().release}}
@@ -811,6 +950,10 @@ def main():
                 if not any(p["sockets"] == n for p in d["physical_rounds"]):
                     d["physical_rounds"].append(physical_rounds(n, cfg["physical_rounds"]))
                 r["fanout"].append(fanout(env, s, n, cfg["rounds"]))
+        log("== latency, alternating " + ", ".join(s.name for s in systems))
+        for name, lat in latency_phases(env, systems, cfg["users"][0], cfg["latency_rates"],
+                                        cfg["latency_seconds"], cfg["latency_reps"]).items():
+            d["systems"][name]["latency"] = lat
         log("== pgbench")
         d["pgbench"] = pgbench_cost(env, systems, cfg["pgbench_clients"], cfg["pgbench_seconds"])
     finally:
@@ -818,9 +961,13 @@ def main():
             s.stop() if s.procs else None
         env.destroy()
     d["seconds"] = round(time.time() - started)
-    summary = summarize(d, systems[0].name)
-    if len(systems) > 1:
-        summary["peer"] = summarize(d, systems[1].name)
+    # wsnotify's figures, the peers' beside them (any system's alone if run alone)
+    main_name = "wsnotify" if "wsnotify" in d["systems"] else systems[0].name
+    summary = summarize(d, main_name)
+    for key, name in (("peer", "node"), ("peer_bun", "bun")):
+        if name in d["systems"] and name != main_name:
+            summary[key] = summarize(d, name)
+
     def physical_at(n):
         return probe_at(d["physical"], n)
 
@@ -841,7 +988,7 @@ def main():
     }
     # every fan-out against both probes: the stream probe's ratio (above, and per kind
     # here) and the paced probe's, whose pacing matches the fan-out's rounds
-    for fan in d["systems"][systems[0].name]["fanout"]:
+    for fan in d["systems"][main_name]["fanout"]:
         n = fan["connections"]
         paced = probe_at(d["physical_rounds"], n)     # run at each fan-out's n
         got = {k: fan[k]["deliveries_per_cpu_s"] or 0 for k in ("broadcast", "topic")}

@@ -8,6 +8,7 @@ const http = require('http');
 const { WebSocketServer, WebSocket } = require('ws');
 const { Client } = require('pg');
 const jwt = require('jsonwebtoken');
+const { readConfig, fail, readNotification, subscribeTopic } = require('../common.js');
 
 const config = readConfig(process.argv.slice(2), process.env);
 
@@ -17,38 +18,6 @@ const byUser = new Map();
 const byTopic = new Map();
 let listening = false;
 let stopping = false;
-
-// Flags (--port 8080 or --port=8080) override the environment, so a driver
-// may use either; the names are the env names in lower case.
-function readConfig(argv, env) {
-  const opts = { ...env };
-  for (let i = 0; i < argv.length; i++) {
-    const m = /^--([a-z_]+)(?:=(.*))?$/.exec(argv[i]);
-    if (!m) fail(`unexpected argument ${argv[i]}`);
-    const value = m[2] !== undefined ? m[2] : argv[++i];
-    if (value === undefined) fail(`--${m[1]} needs a value`);
-    opts[m[1].toUpperCase()] = value;
-  }
-  if (!opts.JWT_SECRET) fail('JWT_SECRET is required (HS256 shared secret)');
-  const url = opts.DATABASE_URL;
-  // pg parses only URLs; a libpq keyword=value string would be read as a
-  // database name and fail later with a misleading error.
-  if (url && !url.includes('://') && !url.startsWith('/')) {
-    fail('DATABASE_URL must be a URL (postgres://user@host:port/db); for keyword=value use PGHOST, PGPORT, PGDATABASE, PGUSER');
-  }
-  return {
-    port: Number(opts.PORT || 8080),
-    host: opts.HOST || '127.0.0.1',
-    databaseUrl: url,
-    secret: opts.JWT_SECRET,
-    channel: opts.CHANNEL || 'wsnotify_peer',
-  };
-}
-
-function fail(message) {
-  console.error(`wsnotify-peer: ${message}`);
-  process.exit(1);
-}
 
 function tokenOf(request) {
   const auth = request.headers.authorization;
@@ -92,18 +61,13 @@ function heartbeat() {
   this.isAlive = true;
 }
 
+// A subscribe joins the topic's set and is answered; anything else is ignored.
 function onClientMessage(ws, raw) {
-  let msg;
-  try {
-    msg = JSON.parse(raw);
-  } catch {
-    return;
-  }
-  if (msg && msg.action === 'subscribe' && typeof msg.topic === 'string') {
-    addTo(byTopic, msg.topic, ws);
-    ws.topics.add(msg.topic);
-    ws.send(JSON.stringify({ subscribed: msg.topic }));
-  }
+  const topic = subscribeTopic(raw);
+  if (topic === null) return;
+  addTo(byTopic, topic, ws);
+  ws.topics.add(topic);
+  ws.send(JSON.stringify({ subscribed: topic }));
 }
 
 function onConnection(ws, request, userId) {
@@ -120,21 +84,13 @@ function onConnection(ws, request, userId) {
   });
 }
 
-// Payloads are {"user": id | "*", "data": ...} or {"topic": t, "data": ...},
-// written by pg_notify in the database.
+// Each notification goes to the sockets its payload names (common.js reads it).
 function onNotification(wss, msg) {
-  let note;
-  try {
-    note = JSON.parse(msg.payload);
-  } catch {
-    console.error(`wsnotify-peer: ignoring a notification that is not JSON (${msg.payload.length} bytes)`);
-    return;
-  }
-  if (note === null || typeof note !== 'object' || note.data === undefined) return;
-  const text = JSON.stringify(note.data);
-  if (note.user === '*') sendAll(wss.clients, text);
-  else if (note.user !== undefined) sendAll(byUser.get(String(note.user)), text);
-  else if (note.topic !== undefined) sendAll(byTopic.get(String(note.topic)), text);
+  const note = readNotification(msg.payload);
+  if (note === null) return;
+  if (note.user === '*') sendAll(wss.clients, note.body);
+  else if (note.user !== undefined) sendAll(byUser.get(note.user), note.body);
+  else if (note.topic !== undefined) sendAll(byTopic.get(note.topic), note.body);
 }
 
 function onSocketError(err) {

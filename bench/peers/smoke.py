@@ -1,15 +1,18 @@
 #!/usr/bin/python3
-"""End-to-end check of the Node.js benchmark peer (server.js).
+"""End-to-end check of a benchmark peer: bench/peers/node (Node.js) or
+bench/peers/bun (Bun), each a server.js with the same outside.
 
 A benchmark against a peer that drops or misroutes messages would flatter it,
 so this proves the routing the benchmark relies on before any number is taken:
 per-user delivery, broadcast, topics, 401 for a bad token, and the exact
 pg_notify statement the load senders use.  It starts a throwaway PostgreSQL
 cluster (test/e2e/conftest.py's Cluster, without the wsnotify library: the peer
-must not need it) and the server, and stops both at the end.
+must not need it) and the server, and stops both at the end; then it checks that the peer exits 1 when its
+LISTEN connection is lost.
 
-Usage: /usr/bin/python3 bench/peers/node/smoke.py   (exit 0 = all passed)
+Usage: /usr/bin/python3 bench/peers/smoke.py node|bun   (exit 0 = all passed)
 """
+import argparse
 import asyncio
 import json
 import os
@@ -22,13 +25,13 @@ import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "test", "e2e"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "test", "e2e"))
 import jwt  # noqa: E402
 import psycopg  # noqa: E402
 import websockets  # noqa: E402
 from conftest import PGBIN, Cluster, free_port, wait_for  # noqa: E402
 
-SECRET = "node-peer-smoke-secret-0123456789"
+SECRET = "peer-smoke-secret-0123456789abcdef"
 CHANNEL = "wsnotify_peer"
 TIMEOUT = 5.0
 
@@ -54,10 +57,19 @@ def token(sub, secret=SECRET, exp_in=3600):
     return jwt.encode({"sub": sub, "exp": int(time.time()) + exp_in}, secret, algorithm="HS256")
 
 
-class Peer:
-    """server.js on a free port, logging to a file in the cluster's directory."""
+def peer_command(name):
+    """The command line that starts peer `name` (its directory is the cwd)."""
+    if name == "node":
+        return ["node", "server.js"]
+    return [os.path.join(HERE, name, "node_modules", ".bin", "bun"), "server.js"]
 
-    def __init__(self, cluster):
+
+class Peer:
+    """A peer's server.js on a free port, logging to a file in the cluster's directory."""
+
+    def __init__(self, cluster, name):
+        self.name = name
+        self.dir = os.path.join(HERE, name)
         self.port = free_port()
         self.logpath = os.path.join(cluster.dir, "peer.log")
         self.env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1",
@@ -67,7 +79,7 @@ class Peer:
 
     def start(self):
         self.logf = open(self.logpath, "wb")
-        self.proc = subprocess.Popen(["node", os.path.join(HERE, "server.js")], cwd=HERE,
+        self.proc = subprocess.Popen(peer_command(self.name), cwd=self.dir,
                                      env=self.env, stdout=self.logf, stderr=subprocess.STDOUT)
         wait_for(lambda: self.healthz() == 200 or self.proc.poll() is not None,
                  timeout=20, what="peer /healthz")
@@ -188,18 +200,37 @@ async def check(peer, conn):
     await u2.close()
 
 
-def ensure_modules():
-    if not os.path.isdir(os.path.join(HERE, "node_modules")):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, check=True)
+def ensure_modules(name):
+    """npm ci in the peer's directory when its node_modules is missing."""
+    d = os.path.join(HERE, name)
+    if not os.path.isdir(os.path.join(d, "node_modules")):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=d, check=True)
+
+
+def check_lost_listen(peer, conn):
+    """The LISTEN connection's backend is terminated: the peer must exit 1
+    with the cause (it would otherwise lose notifications silently)."""
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                 "WHERE query ILIKE 'LISTEN%%' AND pid <> pg_backend_pid()")
+    try:
+        code = peer.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the peer did not exit when its LISTEN connection was lost") from None
+    assert code == 1, f"exit code {code} on a lost LISTEN connection, expected 1"
+    assert "database connection" in peer.log(), peer.log()
 
 
 def main():
-    ensure_modules()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("peer", choices=["node", "bun"])
+    name = ap.parse_args().peer
+    ensure_modules(name)
     cluster = PlainCluster()
     peer = None
+    passed = 0
     try:
         cluster.init()
-        peer = Peer(cluster)
+        peer = Peer(cluster, name)
         peer.start()
         with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
             asyncio.run(check(peer, conn))
@@ -210,6 +241,12 @@ def main():
         assert "Error" not in log, f"errors in the server log:\n{log}"
         assert "not JSON" in log, f"the bad notification was not reported:\n{log}"
         assert "LISTEN wsnotify_peer active" in log, log
+        passed += 1
+        peer = Peer(cluster, name)
+        peer.start()
+        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+            check_lost_listen(peer, conn)
+        passed += 1
     except Exception:
         print(f"FAIL:\n{traceback.format_exc()}", file=sys.stderr)
         if peer and peer.proc:
@@ -219,7 +256,7 @@ def main():
         if peer:
             peer.stop()
         cluster.destroy()
-    print("node peer smoke: 1 passed, 0 failed")
+    print(f"{name} peer smoke: {passed} passed, 0 failed")
     return 0
 
 
