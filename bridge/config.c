@@ -45,48 +45,53 @@ struct cf_key {
 	void *var;
 	bool reloadable;
 	const char *def;
+	const char *min, *max;		/* numeric keys: the range, in the key's units; else NULL */
 };
 
-/* The table: every setting the bridge has.  docs/config.md mirrors it. */
+/*
+ * The table: every setting the bridge has, with its default and (numbers,
+ * sizes, durations) its range, checked at load.  docs/config.md mirrors it
+ * (test/check_config_docs).
+ */
 static const struct cf_key cf_keys[] = {
-	{"dsn", CF_STR, &cf_dsn, false, ""},
-	{"listen", CF_STR, &cf_listen, false, "127.0.0.1:8080"},
-	{"bridge_id", CF_STR, &cf_bridge_id, false, ""},
-	{"static", CF_STR, &cf_static, false, ""},
-	{"tls_cert_file", CF_STR, &cf_tls_cert_file, false, ""},
-	{"tls_key_file", CF_STR, &cf_tls_key_file, false, ""},
-	{"log_level", CF_STR, &cf_log_level, true, "info"},
-	{"verbose", CF_BOOL, &cf_verbose, true, "false"},
-	{"allowed_origins", CF_STR, &cf_allowed_origins, true, ""},
-	{"max_connections", CF_INT, &cf_max_connections, true, "10000"},
-	{"max_message_size", CF_SIZE, &cf_max_message_size, true, "1MiB"},
-	{"send_queue_max", CF_SIZE, &cf_send_queue_max, true, "8MiB"},
-	{"max_header_size", CF_SIZE, &cf_max_header_size, true, "8KiB"},
-	{"ping_interval", CF_DURATION, &cf_ping_interval, true, "30s"},
-	{"ping_timeout", CF_DURATION, &cf_ping_timeout, true, "10s"},
-	{"idle_timeout", CF_DURATION, &cf_idle_timeout, true, "0"},
-	{"heartbeat_interval", CF_DURATION, &cf_heartbeat_interval, true, "10s"},
-	{"reap_after", CF_DURATION, &cf_reap_after, true, "60s"},
-	{"auth_timeout", CF_DURATION, &cf_auth_timeout, true, "10s"},
-	{"poll_interval", CF_DURATION, &cf_poll_interval, true, "5s"},
-	{"fetch_batch", CF_INT, &cf_fetch_batch, true, "1000"},
-	{"reconnect_min", CF_DURATION, &cf_reconnect_min, true, "100ms"},
-	{"reconnect_max", CF_DURATION, &cf_reconnect_max, true, "5s"},
-	{"drain_timeout", CF_DURATION, &cf_drain_timeout, true, "10s"},
-	{"token_leeway", CF_DURATION, &cf_token_leeway, true, "30s"},
-	{"handler_pool_size", CF_INT, &cf_handler_pool_size, false, "4"},
-	{"handler_timeout", CF_DURATION, &cf_handler_timeout, true, "5s"},
-	{"client_rate_limit", CF_INT, &cf_client_rate_limit, true, "50"},
-	{"max_pending_requests", CF_INT, &cf_max_pending_requests, true, "16"},
-	{"max_connections_per_user", CF_INT, &cf_max_connections_per_user, true, "100"},
-	{"connect_rate_limit", CF_INT, &cf_connect_rate_limit, true, "0"},
-	{"auth_failure_rate_limit", CF_INT, &cf_auth_failure_rate_limit, true, "60"},
-	{"handshake_timeout", CF_DURATION, &cf_handshake_timeout, true, "5s"},
-	{"linger_timeout", CF_DURATION, &cf_linger_timeout, true, "2s"},
-	{"close_on_token_expiry", CF_BOOL, &cf_close_on_token_expiry, true, "true"},
-	{"db_pipeline_depth", CF_INT, &cf_db_pipeline_depth, true, "64"},
-	{"db_tcp_timeout", CF_DURATION, &cf_db_tcp_timeout, true, "10s"},
-	{"connect_synchronous_commit", CF_BOOL, &cf_connect_synchronous_commit, true, "false"},
+	{"dsn", CF_STR, &cf_dsn, false, "", NULL, NULL},
+	{"listen", CF_STR, &cf_listen, false, "127.0.0.1:8080", NULL, NULL},
+	{"bridge_id", CF_STR, &cf_bridge_id, false, "", NULL, NULL},
+	{"static", CF_STR, &cf_static, false, "", NULL, NULL},
+	{"tls_cert_file", CF_STR, &cf_tls_cert_file, false, "", NULL, NULL},
+	{"tls_key_file", CF_STR, &cf_tls_key_file, false, "", NULL, NULL},
+	{"log_level", CF_STR, &cf_log_level, true, "info", NULL, NULL},
+	{"verbose", CF_BOOL, &cf_verbose, true, "false", NULL, NULL},
+	{"allowed_origins", CF_STR, &cf_allowed_origins, true, "", NULL, NULL},
+	{"max_connections", CF_INT, &cf_max_connections, true, "10000", "0", "10000000"},
+	{"max_message_size", CF_SIZE, &cf_max_message_size, true, "1MiB", "1", "1GiB"},
+	{"send_queue_max", CF_SIZE, &cf_send_queue_max, true, "8MiB", "0", "16GiB"},
+	{"max_header_size", CF_SIZE, &cf_max_header_size, true, "8KiB", "1KiB", "64KiB"},
+	{"ping_interval", CF_DURATION, &cf_ping_interval, true, "30s", "0", "24h"},
+	{"ping_timeout", CF_DURATION, &cf_ping_timeout, true, "10s", "0", "24h"},
+	{"idle_timeout", CF_DURATION, &cf_idle_timeout, true, "0", "0", "168h"},
+	{"heartbeat_interval", CF_DURATION, &cf_heartbeat_interval, true, "10s", "1ms", "1h"},
+	{"reap_after", CF_DURATION, &cf_reap_after, true, "60s", "0", "168h"},
+	{"auth_timeout", CF_DURATION, &cf_auth_timeout, true, "10s", "0", "1h"},
+	{"poll_interval", CF_DURATION, &cf_poll_interval, true, "5s", "0", "1h"},
+	{"fetch_batch", CF_INT, &cf_fetch_batch, true, "1000", "1", "1000000"},
+	{"reconnect_min", CF_DURATION, &cf_reconnect_min, true, "100ms", "1ms", "1h"},
+	{"reconnect_max", CF_DURATION, &cf_reconnect_max, true, "5s", "0", "24h"},
+	{"drain_timeout", CF_DURATION, &cf_drain_timeout, true, "10s", "0", "24h"},
+	{"token_leeway", CF_DURATION, &cf_token_leeway, true, "30s", "0", "24h"},
+	{"handler_pool_size", CF_INT, &cf_handler_pool_size, false, "4", "0", "64"},
+	{"handler_timeout", CF_DURATION, &cf_handler_timeout, true, "5s", "0", "24h"},
+	{"client_rate_limit", CF_INT, &cf_client_rate_limit, true, "50", "0", "1000000"},
+	{"max_pending_requests", CF_INT, &cf_max_pending_requests, true, "16", "0", "1000000"},
+	{"max_connections_per_user", CF_INT, &cf_max_connections_per_user, true, "100", "0", "10000000"},
+	{"connect_rate_limit", CF_INT, &cf_connect_rate_limit, true, "0", "0", "1000000"},
+	{"auth_failure_rate_limit", CF_INT, &cf_auth_failure_rate_limit, true, "60", "0", "1000000"},
+	{"handshake_timeout", CF_DURATION, &cf_handshake_timeout, true, "5s", "0", "1h"},
+	{"linger_timeout", CF_DURATION, &cf_linger_timeout, true, "2s", "0", "1h"},
+	{"close_on_token_expiry", CF_BOOL, &cf_close_on_token_expiry, true, "true", NULL, NULL},
+	{"db_pipeline_depth", CF_INT, &cf_db_pipeline_depth, true, "64", "1", "100000"},
+	{"db_tcp_timeout", CF_DURATION, &cf_db_tcp_timeout, true, "10s", "0", "1h"},
+	{"connect_synchronous_commit", CF_BOOL, &cf_connect_synchronous_commit, true, "false", NULL, NULL},
 };
 #define CF_NKEYS (sizeof(cf_keys) / sizeof(cf_keys[0]))
 
@@ -282,16 +287,26 @@ cf_validate(union cf_value *v, char *err, size_t errlen)
 		snprintf(err, errlen, "tls_cert_file and tls_key_file go together");
 		return false;
 	}
-	if (v[cf_find("fetch_batch")].i < 1 || v[cf_find("max_message_size")].i < 1 ||
-	    v[cf_find("heartbeat_interval")].i < 1 || v[cf_find("reconnect_min")].i < 1) {
-		snprintf(err, errlen, "fetch_batch, max_message_size, heartbeat_interval and reconnect_min must be positive");
-		return false;
-	}
-	if (v[cf_find("db_pipeline_depth")].i < 1 || v[cf_find("db_pipeline_depth")].i > 100000) {
-		snprintf(err, errlen, "db_pipeline_depth must be between 1 and 100000");
-		return false;
-	}
 	return true;
+}
+
+/* Is the value v (given as s) of key k within its range?  False with err filled. */
+static bool
+cf_in_range(const struct cf_key *k, const char *s, const union cf_value *v, char *err,
+	    size_t errlen)
+{
+	union cf_value lo, hi;
+
+	if (!k->min)
+		return true;
+	/* the table's own bounds always parse (the unit tests of the table would say) */
+	if (!cf_parse(k, k->min, &lo, err, errlen) || !cf_parse(k, k->max, &hi, err, errlen))
+		return false;
+	if (v->i >= lo.i && v->i <= hi.i)
+		return true;
+	snprintf(err, errlen, "value \"%s\" for %s is out of range (%s to %s)", s, k->name,
+		 k->min, k->max);
+	return false;
 }
 
 /* Compute every value (flag > file > default) into v; false with err. */
@@ -302,7 +317,8 @@ cf_compute(struct cf_pass *p, union cf_value *v, char *err, size_t errlen)
 		const char *s = cf_cli[k] ? cf_cli[k] :
 			p->file_val[k] ? p->file_val[k] : cf_keys[k].def;
 
-		if (!cf_parse(&cf_keys[k], s, &v[k], err, errlen)) {
+		if (!cf_parse(&cf_keys[k], s, &v[k], err, errlen) ||
+		    !cf_in_range(&cf_keys[k], s, &v[k], err, errlen)) {
 			for (size_t j = 0; j < k; j++)
 				if (cf_keys[j].type == CF_STR)
 					free(v[j].s);

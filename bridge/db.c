@@ -5,22 +5,22 @@
  * (PQconnectPoll on every socket event) -> READY (queries, notifications).
  * Any failure goes back to DOWN: the in-flight and queued queries are
  * answered with NULL except those marked DB_RETRY, which run again on the
- * next connection.  deliver.c is told when a connection becomes ready and
- * when a notification arrives.
+ * next connection.  The session's owner hears of it through its hooks
+ * (db.h).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <utlist.h>
+
 #include "config.h"
 #include "db.h"
-#include "deliver.h"
 #include "log.h"
-#include "main.h"
+#include "loop.h"
 #include "metrics.h"
-#include "raw.h"
-#include "registry.h"
+#include "util.h"
 
 enum db_state { DB_DOWN, DB_CONNECTING, DB_READY, DB_STOPPED };
 
@@ -38,8 +38,10 @@ struct db_item {
 
 /* One database session and its query FIFO. */
 struct db {
+	struct db *next, *prev;		/* every session, for the watchdog and shutdown */
 	const char *name;		/* for logs: "database", "handler pool 1", ... */
-	bool main;			/* the delivery session: tells deliver.c */
+	bool main;			/* the delivery session: pipelined */
+	struct db_hooks hooks;
 	PGconn *conn;
 	enum db_state state;
 	struct lws *wsi;
@@ -52,33 +54,31 @@ struct db {
 	long long backoff;
 	bool ever_ready;
 	lws_sorted_usec_list_t retry_sul;
-	struct main_soon write_soon;
+	struct loop_soon write_soon;
 	char *broken;			/* a send failed where db_lost could not run: why */
 };
 
-static struct db db_main_s = {.name = "database", .main = true, .state = DB_DOWN, .sock = -1,
-			      .tag = {RAW_MAGIC, RAW_DB, &db_main_s}};
-struct db *db_main = &db_main_s;
-static struct db *db_all[64];
-static int db_nall;
+static int db_on_event(struct lws *wsi, int reason, void *obj);
 
-/* Remember a session for the watchdog and shutdown. */
-static void
-db_register(struct db *d)
-{
-	if (db_nall < (int) (sizeof(db_all) / sizeof(db_all[0])))
-		db_all[db_nall++] = d;
-}
+static struct db db_main_s = {.name = "database", .main = true, .state = DB_DOWN, .sock = -1,
+			      .tag = {RAW_MAGIC, db_on_event, &db_main_s}};
+struct db *db_main = &db_main_s;
+/*
+ * Every session (utlist DL), however many: a fixed array of 64 once left
+ * the 65th (64 pool sessions and the delivery session) out of the watchdog
+ * and out of db_stop.
+ */
+static struct db *db_all;
 
 static void db_lost(struct db *d, const char *why);
 static int db_depth(struct db *d);
 static void db_pump(struct db *d, bool from_query);
 
-/* Ask for a WRITEABLE event, on the loop's next turn (see main_soon_writable). */
+/* Ask for a WRITEABLE event, on the loop's next turn (see loop_soon_writable). */
 static void
 db_want_write(struct db *d)
 {
-	main_soon_writable(&d->write_soon, &d->wsi);
+	loop_soon_writable(&d->write_soon, &d->wsi);
 }
 
 /* 1 when this session is connected. */
@@ -140,12 +140,12 @@ db_query_on(struct db *d, const char *sql, int nparams, const char *const *param
 
 	if (d->state == DB_STOPPED || (d->state != DB_READY && !(flags & DB_RETRY)))
 		return false;
-	it = calloc(1, sizeof(*it));
-	it->sql = strdup(sql);
+	it = util_calloc(1, sizeof(*it));
+	it->sql = util_strdup(sql);
 	it->nparams = nparams;
-	it->params = calloc((size_t) nparams + 1, sizeof(char *));
+	it->params = util_calloc((size_t) nparams + 1, sizeof(char *));
 	for (int i = 0; i < nparams; i++)
-		it->params[i] = params[i] ? strdup(params[i]) : NULL;
+		it->params[i] = params[i] ? util_strdup(params[i]) : NULL;
 	it->cb = cb;
 	it->arg = arg;
 	it->flags = flags;
@@ -174,7 +174,7 @@ static void
 db_fail_later(struct db *d)
 {
 	if (!d->broken)
-		d->broken = strdup(PQerrorMessage(d->conn));
+		d->broken = util_strdup(PQerrorMessage(d->conn));
 	db_want_write(d);
 }
 
@@ -341,8 +341,8 @@ db_read(struct db *d)
 	}
 	while (d->state == DB_READY && (n = PQnotifies(d->conn))) {
 		metrics.notifications++;
-		if (d->main)
-			deliver_on_notify(n->extra);
+		if (d->hooks.notify)
+			d->hooks.notify(n->extra, d->hooks.arg);
 		PQfreemem(n);
 	}
 	db_pump(d, false);
@@ -445,7 +445,7 @@ db_schedule_retry(struct db *d)
 {
 	if (d->backoff < cf_reconnect_min)
 		d->backoff = cf_reconnect_min;
-	lws_sul_schedule(main_context, 0, &d->retry_sul, db_retry_cb,
+	lws_sul_schedule(loop_context, 0, &d->retry_sul, db_retry_cb,
 			 (lws_usec_t) d->backoff * 1000);
 	log_info("%s: next connection attempt in %lld ms", d->name, d->backoff);
 	d->backoff *= 2;
@@ -478,8 +478,8 @@ db_lost(struct db *d, const char *why)
 	PQfinish(d->conn);
 	d->conn = NULL;
 	db_fail_queue(d);
-	if (was_ready && d->main)
-		deliver_on_lost();
+	if (was_ready && d->hooks.lost)
+		d->hooks.lost(d->hooks.arg);
 	db_schedule_retry(d);
 }
 
@@ -505,9 +505,9 @@ db_on_connected(struct db *d)
 	log_info("%s connected (server %d, backend pid %d)%s", d->name,
 		 PQserverVersion(d->conn), PQbackendPID(d->conn),
 		 d->ever_ready ? ", reconnected" : "");
-	if (d->main)
-		deliver_on_ready(!d->ever_ready);
 	d->ever_ready = true;
+	if (d->hooks.ready)
+		d->hooks.ready(d->hooks.arg);
 	db_pump(d, false);
 }
 
@@ -570,8 +570,8 @@ db_start_on(struct db *d)
 	db_want_write(d);
 }
 
-/* Event on the adopted database socket. */
-int
+/* Event on the adopted database socket (its raw_tag's handler). */
+static int
 db_on_event(struct lws *wsi, int reason, void *obj)
 {
 	struct db *d = obj;
@@ -614,8 +614,9 @@ db_on_event(struct lws *wsi, int reason, void *obj)
 void
 db_check_stuck(void)
 {
-	for (int i = 0; i < db_nall; i++) {
-		struct db *d = db_all[i];
+	struct db *d;
+
+	DL_FOREACH(db_all, d) {
 		uint64_t limit = 3 * (uint64_t) cf_auth_timeout;
 
 		/* a handler may legitimately run up to handler_timeout */
@@ -630,38 +631,60 @@ db_check_stuck(void)
 void
 db_stop(void)
 {
-	for (int i = 0; i < db_nall; i++) {
-		struct db *d = db_all[i];
+	struct db *d;
 
+	DL_FOREACH(db_all, d) {
 		db_unadopt(d);
 		if (d->conn)
 			PQfinish(d->conn);
 		d->conn = NULL;
 		d->state = DB_STOPPED;
 		lws_sul_cancel(&d->retry_sul);
-		main_soon_cancel(&d->write_soon);
+		loop_soon_cancel(&d->write_soon);
 	}
 }
 
-/* Start the delivery session. */
-void
-db_start(void)
+/* Gauges of the delivery session. */
+static double
+db_gauge_up(void)
 {
-	db_register(db_main);
+	return db_ready();
+}
+
+static double
+db_gauge_queue(void)
+{
+	return db_queue_length();
+}
+
+static double
+db_gauge_in_flight(void)
+{
+	return db_in_flight();
+}
+
+void
+db_start(const struct db_hooks *hooks)
+{
+	db_main->hooks = *hooks;
+	metrics_gauge(GAUGE_DB_UP, db_gauge_up);
+	metrics_gauge(GAUGE_DB_QUEUE, db_gauge_queue);
+	metrics_gauge(GAUGE_DB_IN_FLIGHT, db_gauge_in_flight);
+	DL_APPEND(db_all, db_main);
 	db_start_on(db_main);
 }
 
-/* A new session for a handler pool; started at once. */
 struct db *
-db_pool_new(const char *name)
+db_pool_new(const char *name, const struct db_hooks *hooks)
 {
-	struct db *d = calloc(1, sizeof(*d));
+	struct db *d = util_calloc(1, sizeof(*d));
 
-	d->name = strdup(name);
+	d->name = util_strdup(name);
+	d->hooks = *hooks;
 	d->state = DB_DOWN;
 	d->sock = -1;
-	d->tag = (struct raw_tag) {RAW_MAGIC, RAW_DB, d};
-	db_register(d);
+	d->tag = (struct raw_tag) {RAW_MAGIC, db_on_event, d};
+	DL_APPEND(db_all, d);
 	db_start_on(d);
 	return d;
 }

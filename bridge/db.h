@@ -8,6 +8,10 @@
  * connection is made with PQconnectStartParams/PQconnectPoll, a dup of
  * PQsocket() is adopted into lws, and PQconsumeInput/PQnotifies run on
  * POLLIN.  A lost connection is retried with exponential backoff.
+ *
+ * A session tells its owner what happens to it through the db_hooks the
+ * owner gave when it opened it (deliver.c for the delivery session, route.c
+ * for the handler pool); it calls no module above it.
  */
 #ifndef WSNOTIFY_DB_H
 #define WSNOTIFY_DB_H
@@ -15,8 +19,6 @@
 #include <stdbool.h>
 
 #include <libpq-fe.h>
-
-struct lws;
 
 /* Kept across a reconnect and run again (disconnects). */
 #define DB_RETRY 1
@@ -26,13 +28,21 @@ typedef void (*db_cb) (PGresult *res, void *arg);
 
 struct db;
 
+/* What a session reports to its owner; any hook may be NULL. */
+struct db_hooks {
+	void (*ready) (void *arg);	/* connected (again): queue what a new session needs */
+	void (*lost) (void *arg);	/* the connection is gone; queries were answered NULL */
+	void (*notify) (const char *payload, void *arg);	/* NOTIFY wsnotify arrived */
+	void *arg;
+};
+
 /* The delivery session (LISTEN, connect, fetch, disconnect). */
 extern struct db *db_main;
 
-/* Start connecting the delivery session (asynchronously). */
-void db_start(void);
-/* A new session for a handler pool; started at once. */
-struct db *db_pool_new(const char *name);
+/* Start connecting the delivery session (asynchronously), reporting to *hooks. */
+void db_start(const struct db_hooks *hooks);
+/* A new session for a handler pool, reporting to *hooks; started at once. */
+struct db *db_pool_new(const char *name, const struct db_hooks *hooks);
 /* Start connecting a session. */
 void db_start_on(struct db *d);
 /* Queue a query on a session; false when not ready and not DB_RETRY. */
@@ -51,8 +61,6 @@ bool db_query(const char *sql, int nparams, const char *const *params,
 int db_ready(void);
 /* Queries queued or in flight. */
 int db_queue_length(void);
-/* Event on an adopted database socket (raw dispatch; obj: the session). */
-int db_on_event(struct lws *wsi, int reason, void *obj);
 /* Watchdog (every session): reconnect when a query stays unanswered far too long. */
 void db_check_stuck(void);
 /* Close every session for good (shutdown). */

@@ -14,9 +14,10 @@
 #include "deliver.h"
 #include "log.h"
 #include "metrics.h"
-#include "raw.h"
+#include "loop.h"
 #include "registry.h"
 #include "seal.h"
+#include "util.h"
 
 static int64_t cursor;			/* everything up to here is seen */
 static int64_t notified;		/* highest id announced by NOTIFY */
@@ -47,18 +48,10 @@ static void deliver_fetch(void);
 static void deliver_held_clear(void);
 static void deliver_held_drain(void);
 
-/* True once wsnotify_bridge_start has answered. */
 bool
 deliver_started(void)
 {
 	return started && db_ready();
-}
-
-/* Current cursor. */
-int64_t
-deliver_cursor(void)
-{
-	return cursor;
 }
 
 /* Queue one message for every connection of a user above its start cursor. */
@@ -90,11 +83,8 @@ deliver_close(struct conn *c, const char *body, size_t body_len)
 	json_t *j = json_loadb(body, body_len, 0, NULL);
 	json_t *code = j ? json_object_get(j, "code") : NULL;
 	json_t *reason = j ? json_object_get(j, "reason") : NULL;
-	int n = json_is_integer(code) ? (int) json_integer_value(code) : 1000;
+	int n = frame_close_code(json_is_integer(code) ? json_integer_value(code) : 1000);
 
-	/* only codes an endpoint may send (RFC 6455 7.4): others become 1000 */
-	if (n < 1000 || n > 4999 || (n >= 1004 && n <= 1006) || (n >= 1015 && n < 3000))
-		n = 1000;
 	conn_enqueue_close(c, n, json_is_string(reason) ? json_string_value(reason) : "");
 	json_decref(j);
 }
@@ -130,39 +120,51 @@ deliver_topic(struct payload *p, int64_t id, const char *connections)
 }
 
 /*
- * Dispatch one row by kind (binary: body is base64).  target is target_len
+ * One outbox row, fetched or from an inline payload.  target is target_len
  * bytes, not necessarily NUL-terminated: an inline payload's target runs
  * straight into its body, and is looked up in place rather than copied.
  */
+struct deliver_msg {
+	int64_t id;
+	char kind;			/* u user, c connection, b broadcast, t topic, x close */
+	const char *target;		/* NULL for a broadcast */
+	size_t target_len;
+	const char *body;		/* binary: base64 */
+	size_t body_len;
+	const char *connections;	/* t: the JSON array of this bridge's subscribers */
+	bool binary;
+};
+
+/* Dispatch one row by kind. */
 static void
-deliver_row(int64_t id, char kind, const char *target, size_t target_len,
-	    const char *body, size_t body_len, const char *connections, bool binary)
+deliver_row(const struct deliver_msg *m)
 {
 	struct payload *p;
 	struct conn *c;
+	int64_t id = m->id;
 
-	if (kind == 'x') {
-		c = target ? registry_find_len(target, target_len) : NULL;
+	if (m->kind == 'x') {
+		c = m->target ? registry_find_len(m->target, m->target_len) : NULL;
 		if (c && id > c->start_id)
-			deliver_close(c, body, body_len);
+			deliver_close(c, m->body, m->body_len);
 		return;
 	}
-	p = binary ? payload_new_base64(body, body_len) : payload_new(body, body_len);
+	p = m->binary ? payload_new_base64(m->body, m->body_len) : payload_new(m->body, m->body_len);
 	if (!p) {
 		log_error("message %" PRId64 ": binary body is not base64, skipped", id);
 		return;
 	}
-	if (kind == 'u' && target)
-		deliver_user(target, target_len, p, id);
-	else if (kind == 'b')
+	if (m->kind == 'u' && m->target)
+		deliver_user(m->target, m->target_len, p, id);
+	else if (m->kind == 'b')
 		deliver_all(p, id);
-	else if (kind == 'c' && target && (c = registry_find_len(target, target_len)) &&
+	else if (m->kind == 'c' && m->target && (c = registry_find_len(m->target, m->target_len)) &&
 		 id > c->start_id)
 		conn_enqueue(c, p, id);
-	else if (kind == 't') {
-		snprintf(p->topic, sizeof(p->topic), "%.*s", target ? (int) target_len : 0,
-			 target ? target : "");
-		deliver_topic(p, id, connections);
+	else if (m->kind == 't') {
+		snprintf(p->topic, sizeof(p->topic), "%.*s", m->target ? (int) m->target_len : 0,
+			 m->target ? m->target : "");
+		deliver_topic(p, id, m->connections);
 	}
 	payload_unref(p);
 }
@@ -197,12 +199,17 @@ deliver_fetch_done(PGresult *res, void *arg)
 				cursor = id;
 			continue;
 		}
+		struct deliver_msg m = {
+			.id = id, .kind = kind,
+			.target = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
+			.target_len = (size_t) PQgetlength(res, i, 2),
+			.body = PQgetvalue(res, i, 3), .body_len = (size_t) PQgetlength(res, i, 3),
+			.connections = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
+			.binary = PQgetvalue(res, i, 5)[0] == 't',
+		};
+
 		metrics.rows_fetched++;
-		deliver_row(id, kind, PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
-			    (size_t) PQgetlength(res, i, 2),
-			    PQgetvalue(res, i, 3), (size_t) PQgetlength(res, i, 3),
-			    PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
-			    PQgetvalue(res, i, 5)[0] == 't');
+		deliver_row(&m);
 	}
 	deliver_held_drain();
 	registry_batch_end();
@@ -242,12 +249,11 @@ deliver_fetch(void)
 
 /*
  * One message of an inline NOTIFY payload, "<kind> <target bytes> <body
- * bytes>\n<target><body>" at *at: its parts, and *at moved past it.  False
- * when it does not parse or runs past end.
+ * bytes>\n<target><body>" at *at: its kind, target and body into *m, and
+ * *at moved past it.  False when it does not parse or runs past end.
  */
 static bool
-deliver_inline_next(const char **at, const char *end, char *kind, const char **target,
-		    size_t *target_len, const char **body, size_t *body_len)
+deliver_inline_next(const char **at, const char *end, struct deliver_msg *m)
 {
 	const char *s = *at;
 	char *next;
@@ -255,8 +261,8 @@ deliver_inline_next(const char **at, const char *end, char *kind, const char **t
 
 	if (end - s < 6 || s[1] != ' ')
 		return false;
-	*kind = s[0];
-	if (!strchr("ubcx", *kind))
+	m->kind = s[0];
+	if (!strchr("ubcx", m->kind))
 		return false;
 	tl = strtoull(s + 2, &next, 10);
 	if (*next != ' ')
@@ -265,11 +271,11 @@ deliver_inline_next(const char **at, const char *end, char *kind, const char **t
 	if (*next != '\n' || next + 1 > end || tl > (size_t) (end - next - 1) ||
 	    bl > (size_t) (end - next - 1) - tl)
 		return false;
-	*target = next + 1;
-	*target_len = tl;
-	*body = next + 1 + tl;
-	*body_len = bl;
-	*at = *body + bl;
+	m->target = next + 1;
+	m->target_len = tl;
+	m->body = next + 1 + tl;
+	m->body_len = bl;
+	*at = m->body + bl;
 	return true;
 }
 
@@ -280,15 +286,16 @@ deliver_inline_next(const char **at, const char *end, char *kind, const char **t
 static void
 deliver_inline_plain(int64_t first, int64_t last, const char *plain, size_t plain_len)
 {
-	const char *at, *end = plain + plain_len, *target, *body;
-	size_t target_len, body_len;
-	char kind;
+	const char *at, *end = plain + plain_len;
 	int64_t id;
 
 	for (at = plain, id = first; at < end; id++) {
-		deliver_inline_next(&at, end, &kind, &target, &target_len, &body, &body_len);
-		deliver_row(id, kind, kind == 'b' ? NULL : target, target_len, body, body_len,
-			    NULL, false);
+		struct deliver_msg m = {.id = id};
+
+		deliver_inline_next(&at, end, &m);
+		if (m.kind == 'b')
+			m.target = NULL;
+		deliver_row(&m);
 	}
 	cursor = last;
 	if (last > notified)
@@ -342,9 +349,10 @@ static bool
 deliver_inline(const char *payload, int64_t last)
 {
 	const char *first_at = strchr(payload, ' ');
-	const char *sealed_at, *at, *end, *target, *body;
-	size_t target_len, body_len, plain_len;
-	char kind, *next, *plain;
+	const char *sealed_at, *at, *end;
+	struct deliver_msg m;
+	size_t plain_len;
+	char *next, *plain;
 	int64_t first;
 	int count = 0;
 
@@ -361,7 +369,7 @@ deliver_inline(const char *payload, int64_t last)
 	end = plain + plain_len;
 	/* check all of it first: a payload is delivered whole or not at all */
 	for (at = plain; at < end; count++)
-		if (!deliver_inline_next(&at, end, &kind, &target, &target_len, &body, &body_len))
+		if (!deliver_inline_next(&at, end, &m))
 			break;
 	if (at != end || last < first || count != last - first + 1) {
 		free(plain);
@@ -370,20 +378,18 @@ deliver_inline(const char *payload, int64_t last)
 	}
 	if (started && (fetch_inflight || fetch_again) && held_count < cf_fetch_batch &&
 	    (held ? first == held->prev->last + 1 : first > cursor)) {
-		struct held *h = calloc(1, sizeof(*h));
+		struct held *h = util_calloc(1, sizeof(*h));
 
-		if (h) {
-			h->first = first;
-			h->last = last;
-			h->plain = plain;
-			h->plain_len = plain_len;
-			DL_APPEND(held, h);
-			held_count++;
-			metrics.inline_held += (uint64_t) count;
-			if (last > notified)
-				notified = last;
-			return true;
-		}
+		h->first = first;
+		h->last = last;
+		h->plain = plain;
+		h->plain_len = plain_len;
+		DL_APPEND(held, h);
+		held_count++;
+		metrics.inline_held += (uint64_t) count;
+		if (last > notified)
+			notified = last;
+		return true;
 	}
 	if (!started || fetch_inflight || fetch_again || first != cursor + 1) {
 		free(plain);
@@ -414,12 +420,13 @@ deliver_key_done(PGresult *res, void *arg)
 	}
 }
 
-/* A NOTIFY wsnotify arrived. */
-void
-deliver_on_notify(const char *payload)
+/* A NOTIFY wsnotify arrived with this payload (the sender's last id). */
+static void
+deliver_on_notify(const char *payload, void *arg)
 {
 	int64_t id = payload ? strtoll(payload, NULL, 10) : 0;
 
+	(void) arg;
 	if (payload && deliver_inline(payload, id))
 		return;
 	/* sent before a fetch that has already read it: fetching again finds nothing */
@@ -521,12 +528,12 @@ deliver_connections_json(void)
 }
 
 /* The database connection is ready: LISTEN, start or restore, then fetch. */
-void
-deliver_on_ready(bool first)
+static void
+deliver_on_ready(void *arg)
 {
 	const char *p1[1] = {cf_bridge_id};
 
-	(void) first;
+	(void) arg;
 	fetch_inflight = false;
 	seal_forget_key();
 	db_query("SELECT wsnotify_inline_key()", 0, NULL, deliver_key_done, NULL, 0);
@@ -545,9 +552,10 @@ deliver_on_ready(bool first)
 }
 
 /* The database connection was lost. */
-void
-deliver_on_lost(void)
+static void
+deliver_on_lost(void *arg)
 {
+	(void) arg;
 	fetch_inflight = false;
 	fetch_again = false;
 	deliver_held_clear();
@@ -566,7 +574,6 @@ deliver_disconnect_done(PGresult *res, void *arg)
 	}
 }
 
-/* The connection's row is gone: run wsnotify_disconnect (kept across reconnects). */
 void
 deliver_disconnect(const char *connection_id)
 {
@@ -608,7 +615,7 @@ deliver_heartbeat_cb(lws_sorted_usec_list_t *sul)
 			 "pg_notification_queue_usage()", 2, p,
 			 deliver_heartbeat_done, NULL, 0);
 	}
-	lws_sul_schedule(main_context, 0, sul, deliver_heartbeat_cb,
+	lws_sul_schedule(loop_context, 0, sul, deliver_heartbeat_cb,
 			 (lws_usec_t) cf_heartbeat_interval * 1000);
 }
 
@@ -617,16 +624,20 @@ static void
 deliver_poll_cb(lws_sorted_usec_list_t *sul)
 {
 	deliver_fetch();
-	lws_sul_schedule(main_context, 0, sul, deliver_poll_cb,
+	lws_sul_schedule(loop_context, 0, sul, deliver_poll_cb,
 			 (lws_usec_t) (cf_poll_interval > 0 ? cf_poll_interval : 1000) * 1000);
 }
 
-/* Timers: heartbeat and safety-net poll. */
 void
-deliver_start_timers(void)
+deliver_start(void)
 {
-	lws_sul_schedule(main_context, 0, &heartbeat_sul, deliver_heartbeat_cb,
+	static const struct db_hooks hooks = {
+		.ready = deliver_on_ready, .lost = deliver_on_lost, .notify = deliver_on_notify
+	};
+
+	db_start(&hooks);
+	lws_sul_schedule(loop_context, 0, &heartbeat_sul, deliver_heartbeat_cb,
 			 (lws_usec_t) cf_heartbeat_interval * 1000);
-	lws_sul_schedule(main_context, 0, &poll_sul, deliver_poll_cb,
+	lws_sul_schedule(loop_context, 0, &poll_sul, deliver_poll_cb,
 			 (lws_usec_t) (cf_poll_interval > 0 ? cf_poll_interval : 1000) * 1000);
 }

@@ -13,19 +13,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* The database connection is ready (first: this process's first one). */
-void deliver_on_ready(bool first);
-/* The database connection was lost. */
-void deliver_on_lost(void);
-/* A NOTIFY wsnotify arrived with this payload (the sender's last id). */
-void deliver_on_notify(const char *payload);
+/* Open the delivery session (db_start, with this module's hooks) and start the timers. */
+void deliver_start(void);
 /* True once wsnotify_bridge_start has answered. */
 bool deliver_started(void);
-/* Timers: heartbeat and safety-net poll. */
-void deliver_start_timers(void);
 /* The connection's row is gone: run wsnotify_disconnect (kept across reconnects). */
 void deliver_disconnect(const char *connection_id);
-/* Current cursor. */
-int64_t deliver_cursor(void);
 
 #endif

@@ -1,14 +1,21 @@
 /*
- * frame.h: what a client text message is, before any routing state is
- * involved: a JSON object (re-serialized compactly for wsnotify_invoke) and
- * its request_id.  Pure (jansson only), so it is fuzzed on its own
- * (fuzz/fuzz_frame.c); route.c decides rate limits and queueing.
+ * frame.h: the client wire protocol, both ways, and nothing else
+ * (docs/protocol.md).  Every frame the bridge sends a client is built here:
+ * plain messages and the wsnotify.v1 text and binary envelopes, the
+ * welcome, reply, error and reset frames, the close codes with their
+ * reasons, and the WebSocket frame headers.  What a client sends is parsed
+ * here too: a JSON object (re-serialized compactly for wsnotify_invoke) and
+ * its request_id.  Pure (jansson, payload and util only), so it is
+ * unit-tested (test_frame.c) and fuzzed (fuzz/fuzz_frame.c) on its own.
  */
 #ifndef WSNOTIFY_FRAME_H
 #define WSNOTIFY_FRAME_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "payload.h"
 
 /*
  * Parse one client message.  True when it is a JSON object without duplicate
@@ -17,5 +24,54 @@
  * NULL.  Both malloc'd; both NULL when false is returned.
  */
 bool frame_parse(const char *data, size_t len, char **body, char **request_id);
+
+/*
+ * The wsnotify.v1 envelope of message id, with one reference: text
+ * {"id": "N", "data": BODY} ("topic": "T" after the id for a topic
+ * message), binary 0x01, the id as 8 bytes big-endian, then the message.
+ */
+struct payload *frame_envelope(const struct payload *p, int64_t id);
+
+/* The frames below are malloc'd text; v1: the client asked for wsnotify.v1. */
+
+/* The $connect handler's result, the first frame a client gets. */
+char *frame_welcome(const char *welcome, bool v1);
+/* A route handler's non-NULL result (request_id: JSON text or NULL). */
+char *frame_reply(const char *request_id, const char *result, bool v1);
+/* An error frame: code ("bad_json", "no_route", ...) and a message. */
+char *frame_error(const char *request_id, const char *code, const char *message, bool v1);
+/*
+ * One error frame per topic of ?topics= the database refused (refused: its
+ * JSON array of {"topic", "message"}), each given to emit; returns how many.
+ */
+int frame_refused_topics(const char *refused, bool v1, void (*emit) (const char *text, void *arg),
+			 void *arg);
+/* A v1 reset frame: the client's cursor is gone, start again from id. */
+char *frame_reset(int64_t id);
+
+/* A close the bridge decides itself: its code and its reason. */
+struct frame_close {
+	int code;
+	const char *reason;
+};
+extern const struct frame_close frame_close_going_away;		/* 1001: drain */
+extern const struct frame_close frame_close_binary_refused;	/* 1003: no $binary route */
+extern const struct frame_close frame_close_queue_full;		/* 1008: send_queue_max */
+extern const struct frame_close frame_close_too_big;		/* 1009: max_message_size */
+extern const struct frame_close frame_close_resume;		/* 1012: replay interrupted */
+extern const struct frame_close frame_close_idle;		/* 1000: idle_timeout */
+extern const struct frame_close frame_close_expired;		/* 4001: the token's exp */
+
+/* A close code a row (close_ws) may ask for, else 1000 (RFC 6455 7.4). */
+int frame_close_code(long long code);
+/* How many bytes of reason fit a close frame (123), cut at a UTF-8 boundary. */
+size_t frame_close_reason_len(const char *reason);
+
+/* The longest server frame header. */
+#define FRAME_HEAD_MAX 10
+/* Put an unmasked server frame header at p; returns its length. */
+size_t frame_ws_head(unsigned char *p, unsigned char opcode, bool fin, size_t len);
+/* The 8-byte ping payload (lws 4.1 reports no pong to an empty ping). */
+#define FRAME_PING "wsnotify"
 
 #endif

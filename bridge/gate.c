@@ -18,21 +18,20 @@
 
 #include <utlist.h>
 
-#include <jansson.h>
-
 #include "config.h"
 #include "db.h"
 #include "deliver.h"
+#include "frame.h"
 #include "gate.h"
-#include "http.h"
 #include "log.h"
-#include "main.h"
+#include "loop.h"
 #include "metrics.h"
 #include "policy.h"
-#include "raw.h"
 #include "registry.h"
 #include "request.h"
 #include "response.h"
+#include "util.h"
+#include "ws.h"
 
 /*
  * What a socket before its upgrade is doing.  A connection serves any number
@@ -57,7 +56,7 @@ struct gate {
 	struct response out;		/* GATE_WRITING: the response */
 	size_t out_off;			/* bytes of its head and body written */
 	bool keep;			/* read the next request once it is written */
-	struct main_soon soon;		/* POLLOUT asked from the WRITEABLE callback */
+	struct loop_soon soon;		/* POLLOUT asked from the WRITEABLE callback */
 	uint64_t started_ms;		/* this request began (or the last write progressed) */
 	uint64_t linger_until;
 	unsigned served;		/* plain HTTP requests answered on this connection */
@@ -89,19 +88,27 @@ static bool gate_current_freed;
 #define GATE_HEAD_START 1024
 
 static void gate_replay(struct conn *c, const char *since);
+static int gate_on_event(struct lws *wsi, int reason, void *obj);
+static int gate_on_listen_event(struct lws *wsi, int reason, void *obj);
 static int gates_waiting;
 static int listen_fd = -1, listen_port;
 static struct lws *listen_wsi;
-static struct raw_tag listen_tag = {RAW_MAGIC, RAW_LISTEN, NULL};
-static struct conn *handoff_conn;
-static int handoff_fd = -1;
-static bool handoff_claimed;	/* lws claimed handoff_conn (it may be freed already) */
+static struct raw_tag listen_tag = {RAW_MAGIC, gate_on_listen_event, NULL};
+static bool draining;			/* gate_drain: no new upgrade, no keep-alive */
+static gate_responder respond;	/* the HTTP layer's, for plain requests */
 
-/* Upgrades waiting for the database. */
-int
-gate_pending(void)
+/* Gauge: upgrades waiting for the database. */
+static double
+gate_gauge_pending(void)
 {
 	return gates_waiting;
+}
+
+void
+gate_init(gate_responder r)
+{
+	respond = r;
+	metrics_gauge(GAUGE_UPGRADES_PENDING, gate_gauge_pending);
 }
 
 /* The port actually bound. */
@@ -118,22 +125,6 @@ gate_set_port(int port)
 	listen_port = port;
 }
 
-/* Split "host:port" or "[v6]:port". */
-static bool
-gate_split_listen(const char *s, char *host, size_t hn, char *port, size_t pn)
-{
-	const char *colon = strrchr(s, ':');
-
-	if (!colon || !colon[1])
-		return false;
-	if (s[0] == '[' && colon > s && colon[-1] == ']')
-		snprintf(host, hn, "%.*s", (int) (colon - s - 2), s + 1);
-	else
-		snprintf(host, hn, "%.*s", (int) (colon - s), s);
-	snprintf(port, pn, "%s", colon + 1);
-	return true;
-}
-
 /* Open the listening socket on cf_listen; false with a logged reason. */
 bool
 gate_listen(void)
@@ -144,7 +135,7 @@ gate_listen(void)
 	char host[256], port[16];
 	int one = 1, rc;
 
-	if (!gate_split_listen(cf_listen, host, sizeof(host), port, sizeof(port))) {
+	if (!util_split_hostport(cf_listen, host, sizeof(host), port, sizeof(port))) {
 		log_error("listen: \"%s\" is not HOST:PORT", cf_listen);
 		return false;
 	}
@@ -178,13 +169,16 @@ gate_listen(void)
 	return true;
 }
 
-/* Stop accepting (drain). */
+static void gate_refuse_all(void);
+
 void
-gate_close_listener(void)
+gate_drain(void)
 {
+	draining = true;
 	if (listen_wsi)
 		raw_drop(listen_wsi);
 	listen_wsi = NULL;
+	gate_refuse_all();
 }
 
 /* Forget a gate: drop its socket (if still ours) and free it. */
@@ -193,7 +187,7 @@ gate_free(struct gate *g)
 {
 	if (g->wsi)
 		raw_drop(g->wsi);
-	main_soon_cancel(&g->soon);
+	loop_soon_cancel(&g->soon);
 	response_free(&g->out);
 	if (g == gate_current)
 		gate_current_freed = true;
@@ -286,37 +280,17 @@ gate_handoff(struct gate *g, struct conn *c)
 		gate_free(g);
 		return;
 	}
-	handoff_conn = c;
-	handoff_fd = nfd;
-	handoff_claimed = false;
-	/* NULL or not, whether lws claimed c is what tells who owns it now */
-	lws_adopt_socket_vhost_readbuf(main_vhost, nfd, g->buf, g->len);
-	handoff_conn = NULL;
-	handoff_fd = -1;
 	/*
 	 * Once lws claimed c, ws.c owns it: lws may already have refused the
 	 * upgrade (no Sec-WebSocket-Key, bad version) and closed it inside the
 	 * adopt call, freeing c.  Only an unclaimed c is still ours to remove.
 	 */
-	if (c && !handoff_claimed) {
+	if (!ws_adopt(nfd, g->buf, g->len, c) && c) {
 		log_warn("connection %s: libwebsockets did not take the socket", c->id);
 		deliver_disconnect(c->id);
 		registry_remove(c);
 	}
 	gate_free(g);
-}
-
-/* The connection handed to lws for this wsi, claimed on its first callback. */
-struct conn *
-gate_handoff_conn(struct lws *wsi)
-{
-	struct conn *c = handoff_conn;
-
-	if (!c || c->claimed || lws_get_socket_fd(wsi) != handoff_fd)
-		return NULL;
-	c->claimed = true;
-	handoff_claimed = true;
-	return c;
 }
 
 /* Map a wsnotify_connect error to a status; reason gets the client's text. */
@@ -348,51 +322,29 @@ gate_error_status(const PGresult *res, enum auth_failure *why, char *reason, siz
 	return 503;
 }
 
-/* The $connect handler's result: the first frame the client gets. */
+/* Queue one text frame for c (frame_refused_topics' emit). */
 static void
-gate_welcome(struct conn *c, const char *welcome)
+gate_emit(const char *text, void *arg)
 {
-	char *frame;
-
-	if (!c->envelope) {
-		conn_enqueue_text(c, welcome);
-		return;
-	}
-	frame = malloc(strlen(welcome) + 32);
-	sprintf(frame, "{\"type\": \"reply\", \"data\": %s}", welcome);
-	conn_enqueue_text(c, frame);
-	free(frame);
+	conn_enqueue_text(arg, text);
 }
 
 /*
- * Topics of ?topics= that the database refused: one error frame each
- * (docs/protocol.md), after the welcome frame.
+ * The $connect handler's result, then one error frame per topic of
+ * ?topics= that the database refused (docs/protocol.md).
  */
 static void
-gate_refused_topics(struct conn *c, const char *refused)
+gate_first_frames(struct conn *c, const PGresult *res)
 {
-	json_t *list = json_loads(refused, 0, NULL);
-	json_t *item;
-	size_t i;
+	if (PQnfields(res) > 4 && !PQgetisnull(res, 0, 4)) {
+		char *text = frame_welcome(PQgetvalue(res, 0, 4), c->envelope);
 
-	json_array_foreach(list, i, item) {
-		json_t *frame = json_object();
-		char *text;
-
-		json_object_set_new(frame, c->envelope ? "type" : "error",
-				    json_string(c->envelope ? "error" : "handler_error"));
-		if (c->envelope)
-			json_object_set_new(frame, "code", json_string("handler_error"));
-		json_object_set(frame, "topic", json_object_get(item, "topic"));
-		json_object_set(frame, "message", json_object_get(item, "message"));
-		text = json_dumps(frame, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		if (text)
-			conn_enqueue_text(c, text);
+		conn_enqueue_text(c, text);
 		free(text);
-		json_decref(frame);
-		metrics.error_frames++;
 	}
-	json_decref(list);
+	if (PQnfields(res) > 5 && !PQgetisnull(res, 0, 5))
+		metrics.error_frames += (uint64_t) frame_refused_topics(PQgetvalue(res, 0, 5),
+									c->envelope, gate_emit, c);
 }
 
 /* Open connections of one user on this bridge. */
@@ -432,7 +384,7 @@ gate_connect_done(PGresult *res, void *arg)
 		gate_close(g);
 		return;
 	}
-	if (!g->wsi || main_draining()) {
+	if (!g->wsi || draining) {
 		deliver_disconnect(g->conn_id);
 		if (g->wsi)
 			gate_refuse(g, 503, AUTH_DB_UNAVAILABLE, "shutting down");
@@ -447,18 +399,17 @@ gate_connect_done(PGresult *res, void *arg)
 		gate_close(g);
 		return;
 	}
-	c = registry_add(g->conn_id, PQgetvalue(res, 0, 0),
-			 PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1),
-			 g->remote, g->user_agent,
-			 strtoll(PQgetvalue(res, 0, 3), NULL, 10),
-			 PQgetisnull(res, 0, 2) ? 0 : strtod(PQgetvalue(res, 0, 2), NULL));
+	c = registry_add(&(struct conn_row) {
+		.id = g->conn_id, .user_id = PQgetvalue(res, 0, 0),
+		.claims = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1),
+		.remote_addr = g->remote, .user_agent = g->user_agent,
+		.start_id = strtoll(PQgetvalue(res, 0, 3), NULL, 10),
+		.expires_at = PQgetisnull(res, 0, 2) ? 0 : strtod(PQgetvalue(res, 0, 2), NULL),
+	});
 	c->envelope = g->envelope;
 	log_info("connection %s authorized: user %s from %s%s", c->id, c->user_id, g->remote,
 		 g->envelope ? " (wsnotify.v1)" : "");
-	if (PQnfields(res) > 4 && !PQgetisnull(res, 0, 4))
-		gate_welcome(c, PQgetvalue(res, 0, 4));
-	if (PQnfields(res) > 5 && !PQgetisnull(res, 0, 5))
-		gate_refused_topics(c, PQgetvalue(res, 0, 5));
+	gate_first_frames(c, res);
 	if (g->resume)
 		gate_replay(c, g->since);
 	gate_handoff(g, c);
@@ -475,13 +426,6 @@ gate_new_id(char *out, size_t n)
 			r[i] = (unsigned char) random();
 	for (size_t i = 0; i < sizeof(r) && 2 * i + 2 < n; i++)
 		snprintf(out + 2 * i, 3, "%02x", r[i]);
-}
-
-/* The ?since= cursor as decimal digits ("0", never found, when malformed). */
-static bool
-gate_since(const char *target, char *out, size_t n)
-{
-	return request_cursor(target, out, n);
 }
 
 /*
@@ -505,7 +449,7 @@ gate_replay_done(PGresult *res, void *arg)
 {
 	char *id = arg;
 	struct conn *c = registry_find(id);
-	char frame[96];
+	char *frame;
 
 	free(id);
 	if (!c)
@@ -522,13 +466,13 @@ gate_replay_done(PGresult *res, void *arg)
 			 */
 			log_warn("connection %s: wsnotify_replay interrupted: %s; closing with 1012 so the client resumes",
 				 c->id, msg);
-			conn_close(c, 1012, "database restarted, resume again");
+			conn_close(c, &frame_close_resume);
 			return;
 		}
 		log_error("connection %s: wsnotify_replay failed: %s; sending reset", c->id, msg);
-		snprintf(frame, sizeof(frame), "{\"type\": \"reset\", \"id\": \"%lld\"}",
-			 (long long) c->start_id);
+		frame = frame_reset(c->start_id);
 		conn_enqueue_text(c, frame);
+		free(frame);
 		conn_release(c);
 		return;
 	}
@@ -536,8 +480,9 @@ gate_replay_done(PGresult *res, void *arg)
 		long long rid = strtoll(PQgetvalue(res, i, 0), NULL, 10);
 
 		if (PQgetvalue(res, i, 1)[0] == 'r') {
-			snprintf(frame, sizeof(frame), "{\"type\": \"reset\", \"id\": \"%lld\"}", rid);
+			frame = frame_reset(rid);
 			conn_enqueue_text(c, frame);
+			free(frame);
 		} else {
 			struct payload *p = PQgetvalue(res, i, 4)[0] == 't' ?
 				payload_new_base64(PQgetvalue(res, i, 3), (size_t) PQgetlength(res, i, 3)) :
@@ -564,10 +509,10 @@ gate_replay(struct conn *c, const char *since)
 	snprintf(upto, sizeof(upto), "%lld", (long long) c->start_id);
 	c->holding = true;
 	if (!db_query("SELECT id, kind, target, body, is_binary FROM wsnotify_replay($1, $2, $3)",
-		      3, params, gate_replay_done, strdup(c->id), 0)) {
+		      3, params, gate_replay_done, util_strdup(c->id), 0)) {
 		log_warn("connection %s: database unavailable for the replay; closing with 1012 so the client resumes",
 			 c->id);
-		conn_close(c, 1012, "database restarted, resume again");
+		conn_close(c, &frame_close_resume);
 	}
 }
 
@@ -579,7 +524,7 @@ gate_upgrade(struct gate *g, struct request *r)
 {
 	char token[4096] = "";
 
-	if (main_draining()) {
+	if (draining) {
 		gate_refuse(g, 503, AUTH_CAPACITY, "shutting down");
 		gate_close(g);
 		return;
@@ -636,7 +581,7 @@ gate_ask(struct gate *g, struct request *r, const char *token)
 			return;
 		}
 	}
-	if (g->envelope && gate_since(r->target, g->since, sizeof(g->since)))
+	if (g->envelope && request_cursor(r->target, g->since, sizeof(g->since)))
 		g->resume = true;
 	if (request_query_param(r->target, "topics", topics, sizeof(topics)) &&
 	    strlen(topics) == sizeof(topics) - 1) {
@@ -734,7 +679,7 @@ gate_write(struct gate *g)
 	}
 	return true;
 full:
-	main_soon_writable(&g->soon, &g->wsi);
+	loop_soon_writable(&g->soon, &g->wsi);
 	return false;
 }
 
@@ -748,7 +693,7 @@ gate_written(struct gate *g)
 	response_free(&g->out);
 	g->out_off = 0;
 	g->served++;
-	if (!g->keep || g->peer_eof || main_draining()) {
+	if (!g->keep || g->peer_eof || draining) {
 		gate_close(g);
 		return false;
 	}
@@ -766,8 +711,8 @@ gate_written(struct gate *g)
 static void
 gate_serve(struct gate *g, const struct request *r, size_t head_len)
 {
-	http_respond(r, &g->out);
-	g->keep = r->keep_alive && !request_has_body(r) && !g->peer_eof && !main_draining();
+	respond(r, &g->out);
+	g->keep = r->keep_alive && !request_has_body(r) && !g->peer_eof && !draining;
 	if (!response_finish(&g->out, g->keep)) {
 		log_error("request from %s: no memory for the response", g->remote);
 		gate_free(g);
@@ -917,8 +862,8 @@ gate_read(struct gate *g)
 	return 0;
 }
 
-/* Event on a socket before its upgrade. */
-int
+/* Event on a socket before its upgrade (its raw_tag's handler). */
+static int
 gate_on_event(struct lws *wsi, int reason, void *obj)
 {
 	struct gate *g = obj;
@@ -944,19 +889,17 @@ gate_on_event(struct lws *wsi, int reason, void *obj)
 void
 gate_accept_fd(int fd, const char *remote)
 {
-	struct gate *g = calloc(1, sizeof(*g));
+	struct gate *g = util_calloc(1, sizeof(*g));
 
 	snprintf(g->remote, sizeof(g->remote), "%s", remote);
 	g->fd = fd;
 	response_init(&g->out, 0);	/* no file: calloc's zero is a descriptor */
 	g->cap = (size_t) cf_max_header_size + 1 < GATE_HEAD_START ?
 		(size_t) cf_max_header_size + 1 : GATE_HEAD_START;
-	g->buf = malloc(g->cap);
+	g->buf = util_alloc(g->cap);
 	g->buf[0] = '\0';
 	g->started_ms = now_ms();
-	g->tag.magic = RAW_MAGIC;
-	g->tag.kind = RAW_GATE;
-	g->tag.obj = g;
+	g->tag = (struct raw_tag) {RAW_MAGIC, gate_on_event, g};
 	DL_APPEND(gates, g);
 	g->wsi = raw_adopt(fd, &g->tag);
 	if (!g->wsi) {
@@ -979,10 +922,11 @@ gate_accept_one(int fd, struct sockaddr_storage *ss)
 }
 
 /* Event on the listening socket: accept what is waiting. */
-int
-gate_on_listen_event(struct lws *wsi, int reason)
+static int
+gate_on_listen_event(struct lws *wsi, int reason, void *obj)
 {
 	(void) wsi;
+	(void) obj;
 	if (reason != LWS_CALLBACK_RAW_RX_FILE)
 		return 0;
 	for (int i = 0; i < 256; i++) {
@@ -1002,7 +946,7 @@ gate_on_listen_event(struct lws *wsi, int reason)
 }
 
 /* Refuse every upgrade still waiting (drain). */
-void
+static void
 gate_refuse_all(void)
 {
 	struct gate *g, *tmp;

@@ -13,37 +13,38 @@
  * performs the WebSocket handshake as if it had read them itself.  Plain
  * HTTP requests (/healthz, /metrics, static files) are answered here too,
  * keep-alive and pipelined, and lws never sees them (docs/bridge.md, Plain
- * HTTP: lws 4.1 spins on a body adopted with its head).
+ * HTTP: lws 4.1 spins on a body adopted with its head), through the
+ * responder that the HTTP layer installs (gate_init).  Uses ws (ws_adopt),
+ * delivery, the registry, the database session, policy, request, response
+ * and the loop.
  */
 #ifndef WSNOTIFY_GATE_H
 #define WSNOTIFY_GATE_H
 
 #include <stdbool.h>
 
-struct lws;
-struct conn;
+struct request;
+struct response;
 
+/* Answer a plain HTTP request (not an upgrade) into *resp (initialized by it). */
+typedef void (*gate_responder) (const struct request *r, struct response *resp);
+
+/* Start the gate: plain HTTP requests go to respond; its gauge is registered. */
+void gate_init(gate_responder respond);
 /* Open the listening socket on cf_listen; false with a logged reason. */
 bool gate_listen(void);
-/* Stop accepting (drain). */
-void gate_close_listener(void);
-/* Refuse every upgrade still waiting (drain). */
-void gate_refuse_all(void);
-/* Upgrades waiting for the database. */
-int gate_pending(void);
+/*
+ * Begin the drain: stop accepting, refuse every upgrade still waiting and
+ * every later one, close keep-alive connections after their response.
+ */
+void gate_drain(void);
 /* The port actually bound. */
 int gate_port(void);
 /* Record the port bound by another listener (TLS). */
 void gate_set_port(int port);
 /* Take one connected socket in (from accept4, or the TLS front's socketpair). */
 void gate_accept_fd(int fd, const char *remote);
-/* Event on the listening socket. */
-int gate_on_listen_event(struct lws *wsi, int reason);
-/* Event on a socket whose request head is being read. */
-int gate_on_event(struct lws *wsi, int reason, void *obj);
 /* Periodic check: requests too slow to arrive or to be authorized. */
 void gate_sweep(void);
-/* The connection handed to lws for the wsi being upgraded, if any. */
-struct conn *gate_handoff_conn(struct lws *wsi);
 
 #endif

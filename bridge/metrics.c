@@ -5,10 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
-#include "gate.h"
 #include "metrics.h"
-#include "registry.h"
+#include "util.h"
 
 struct metrics metrics;
 
@@ -17,14 +15,32 @@ static const char *const auth_reasons[AUTH_NREASONS] = {
 	"db_unavailable", "timeout", "bad_request", "rate_limited"
 };
 
-/* Name of an auth failure reason as used in labels and logs. */
+/* Name and help of each gauge, and its registered reader. */
+static const struct {
+	const char *name, *help;
+} gauges[GAUGE_N] = {
+	[GAUGE_CONNECTIONS] = {"connections", "Open WebSocket connections."},
+	[GAUGE_UPGRADES_PENDING] = {"upgrades_pending", "Upgrades waiting for the database."},
+	[GAUGE_SEND_QUEUE_BYTES] = {"send_queue_bytes", "Bytes queued for clients, not yet written."},
+	[GAUGE_DB_UP] = {"db_up", "1 when the database connection is ready."},
+	[GAUGE_DB_QUEUE] = {"db_queue", "Queries queued or in flight on the database connection."},
+	[GAUGE_DB_IN_FLIGHT] = {"db_in_flight",
+		"Queries sent on the delivery session and not yet answered (db_pipeline_depth bounds it)."},
+};
+static double (*gauge_read[GAUGE_N]) (void);
+
+void
+metrics_gauge(enum metrics_gauge g, double (*read)(void))
+{
+	gauge_read[g] = read;
+}
+
 const char *
 metrics_auth_reason(enum auth_failure r)
 {
 	return auth_reasons[r];
 }
 
-/* Record one delivery lag sample in seconds. */
 void
 metrics_lag(double seconds)
 {
@@ -49,30 +65,29 @@ metrics_put(char **buf, size_t *len, size_t *cap, const char *name,
 		n = snprintf(line, sizeof(line), "%s%s %.17g\n", name, labels, value);
 	if (*len + (size_t) n + 1 > *cap) {
 		*cap = (*cap + (size_t) n + 1) * 2;
-		*buf = realloc(*buf, *cap);
+		*buf = util_realloc(*buf, *cap);
 	}
 	memcpy(*buf + *len, line, (size_t) n + 1);
 	*len += (size_t) n;
 }
 
-/* Render every metric into a malloc'd string; *len gets its length. */
 char *
 metrics_render(size_t *len)
 {
 	size_t cap = 4096;
-	char *b = malloc(cap);
+	char *b = util_alloc(cap);
 
 	*len = 0;
 	b[0] = '\0';
 #define G(n, h, v) metrics_put(&b, len, &cap, "wsnotify_" n, "gauge", h, "", (double) (v))
 #define C(n, h, v) metrics_put(&b, len, &cap, "wsnotify_" n, "counter", h, "", (double) (v))
-	G("connections", "Open WebSocket connections.", registry_count());
-	G("upgrades_pending", "Upgrades waiting for the database.", gate_pending());
-	G("send_queue_bytes", "Bytes queued for clients, not yet written.", registry_queued_bytes());
-	G("db_up", "1 when the database connection is ready.", db_ready());
-	G("db_queue", "Queries queued or in flight on the database connection.", db_queue_length());
-	G("db_in_flight", "Queries sent on the delivery session and not yet answered (db_pipeline_depth bounds it).",
-	  db_in_flight());
+	for (int g = 0; g < GAUGE_N; g++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "wsnotify_%s", gauges[g].name);
+		metrics_put(&b, len, &cap, name, "gauge", gauges[g].help, "",
+			    gauge_read[g] ? gauge_read[g]() : 0.0);
+	}
 	C("connections_accepted_total", "Connections upgraded to WebSocket.", metrics.connections_accepted);
 	C("connections_closed_total", "WebSocket connections closed.", metrics.connections_closed);
 	C("messages_out_total", "Messages written to clients.", metrics.messages_out);

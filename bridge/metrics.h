@@ -1,6 +1,10 @@
 /*
  * metrics.h: the bridge's counters and gauges, rendered for GET /metrics in
  * the Prometheus text format.  Single-threaded: plain integers suffice.
+ *
+ * Counters are fields of one struct that every module bumps.  Gauges belong
+ * to the module that knows them: it registers a reader (metrics_gauge) when
+ * it starts, and /metrics calls the readers; this module names no other.
  */
 #ifndef WSNOTIFY_METRICS_H
 #define WSNOTIFY_METRICS_H
@@ -41,6 +45,16 @@ struct metrics {
 };
 
 extern struct metrics metrics;
+
+/* The gauges, in the order /metrics shows them. */
+enum metrics_gauge {
+	GAUGE_CONNECTIONS, GAUGE_UPGRADES_PENDING, GAUGE_SEND_QUEUE_BYTES,
+	GAUGE_DB_UP, GAUGE_DB_QUEUE, GAUGE_DB_IN_FLIGHT,
+	GAUGE_N
+};
+
+/* Register the function that reads gauge g (an unregistered gauge shows 0). */
+void metrics_gauge(enum metrics_gauge g, double (*read)(void));
 
 /* Name of an auth failure reason as used in labels and logs. */
 const char *metrics_auth_reason(enum auth_failure r);

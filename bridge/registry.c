@@ -1,33 +1,45 @@
 /*
  * registry.c: connections by id and by user, and their send queues.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <libwebsockets.h>
 #include <utlist.h>
 
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
-#include "ws.h"
+#include "util.h"
 
 static struct conn *conns_by_id;
 static struct user_entry *users;
 static size_t total_queued;
 static bool batching;
 static struct conn *flush_head;	/* utlist DL: flush_head->flush_prev is the tail */
+static struct registry_writer writer;
 
-/* Monotonic milliseconds. */
-uint64_t
-now_ms(void)
+/* Gauges: open connections, bytes queued. */
+static double
+registry_gauge_count(void)
 {
-	struct timespec ts;
+	return registry_count();
+}
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+static double
+registry_gauge_queued(void)
+{
+	return (double) total_queued;
+}
+
+void
+registry_init(const struct registry_writer *w)
+{
+	writer = *w;
+	metrics_gauge(GAUGE_CONNECTIONS, registry_gauge_count);
+	metrics_gauge(GAUGE_SEND_QUEUE_BYTES, registry_gauge_queued);
 }
 
 /* Copy s (or nothing) to *at, set *field to the copy, advance *at. */
@@ -44,36 +56,33 @@ conn_text(char **at, const char **field, const char *s)
 	*at += l;
 }
 
-/* Create and index a connection. */
 struct conn *
-registry_add(const char *id, const char *user_id, const char *claims,
-	     const char *remote_addr, const char *user_agent, int64_t start_id,
-	     double expires_at)
+registry_add(const struct conn_row *row)
 {
-	size_t text = (claims ? strlen(claims) + 1 : 0) +
-		(remote_addr ? strlen(remote_addr) + 1 : 0) +
-		(user_agent ? strlen(user_agent) + 1 : 0);
-	struct conn *c = calloc(1, sizeof(*c) + text);
+	size_t text = (row->claims ? strlen(row->claims) + 1 : 0) +
+		(row->remote_addr ? strlen(row->remote_addr) + 1 : 0) +
+		(row->user_agent ? strlen(row->user_agent) + 1 : 0);
+	struct conn *c = util_calloc(1, sizeof(*c) + text);
 	struct user_entry *u;
 	char *at = c->text;
 
 	c->magic = CONN_MAGIC;
-	snprintf(c->id, sizeof(c->id), "%s", id);
-	conn_text(&at, &c->claims, claims);
-	conn_text(&at, &c->remote_addr, remote_addr);
-	conn_text(&at, &c->user_agent, user_agent);
+	snprintf(c->id, sizeof(c->id), "%s", row->id);
+	conn_text(&at, &c->claims, row->claims);
+	conn_text(&at, &c->remote_addr, row->remote_addr);
+	conn_text(&at, &c->user_agent, row->user_agent);
 	c->connected_at = time(NULL);
-	c->start_id = start_id;
-	c->expires_at = expires_at;
-	c->state = CONN_PENDING;
+	c->start_id = row->start_id;
+	c->expires_at = row->expires_at;
+	c->state = CONN_HANDSHAKE;
 	c->last_rx_ms = c->last_tx_ms = now_ms();
 	HASH_ADD_STR(conns_by_id, id, c);
-	HASH_FIND_STR(users, user_id, u);
+	HASH_FIND_STR(users, row->user_id, u);
 	if (!u) {
-		size_t l = strlen(user_id);
+		size_t l = strlen(row->user_id);
 
-		u = calloc(1, sizeof(*u) + l + 1);
-		memcpy(u->user_id, user_id, l);
+		u = util_calloc(1, sizeof(*u) + l + 1);
+		memcpy(u->user_id, row->user_id, l);
 		HASH_ADD_KEYPTR(hh, users, u->user_id, l, u);
 	}
 	c->user = u;
@@ -99,7 +108,7 @@ conn_item_free(struct conn *c, struct out_item *it)
 static struct out_item *
 conn_item_new(struct conn *c, struct payload *p, int64_t id)
 {
-	struct out_item *it = calloc(1, sizeof(*it));
+	struct out_item *it = util_calloc(1, sizeof(*it));
 
 	it->p = p;
 	it->id = id;
@@ -215,76 +224,6 @@ registry_queued_bytes(void)
 	return total_queued;
 }
 
-/* A new payload holding a copy of data, with one reference. */
-struct payload *
-payload_new(const char *data, size_t len)
-{
-	struct payload *p = malloc(sizeof(*p) + len + 1);
-
-	p->refs = 1;
-	p->binary = false;
-	p->topic[0] = '\0';
-	p->len = len;
-	memcpy(p->data, data, len);
-	p->data[len] = '\0';
-	return p;
-}
-
-/* Value of one standard base64 character, or -1. */
-static int
-b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* A new binary payload from one line of standard base64; NULL when invalid. */
-struct payload *
-payload_new_base64(const char *b64, size_t len)
-{
-	struct payload *p;
-	uint32_t bits = 0;
-	int nbits = 0;
-
-	while (len > 0 && b64[len - 1] == '=')
-		len--;
-	p = malloc(sizeof(*p) + len * 3 / 4 + 1);
-	p->refs = 1;
-	p->binary = true;
-	p->topic[0] = '\0';
-	p->len = 0;
-	for (size_t i = 0; i < len; i++) {
-		int v = b64_value((unsigned char) b64[i]);
-
-		if (v < 0) {
-			free(p);
-			return NULL;
-		}
-		bits = (bits << 6) | (uint32_t) v;
-		nbits += 6;
-		if (nbits >= 8) {
-			nbits -= 8;
-			p->data[p->len++] = (char) (bits >> nbits);
-			bits &= (1u << nbits) - 1;
-		}
-	}
-	p->data[p->len] = '\0';
-	return p;
-}
-
-/* Drop one reference. */
-void
-payload_unref(struct payload *p)
-{
-	if (p && --p->refs == 0)
-		free(p);
-}
-
 /* Append an item to the queue. */
 static void
 conn_append(struct conn *c, struct out_item *it)
@@ -300,10 +239,10 @@ conn_append(struct conn *c, struct out_item *it)
 void
 conn_want_write(struct conn *c)
 {
-	if (!c->wsi || c->state != CONN_OPEN)
+	if (!c->wsi || (c->state != CONN_OPEN && c->state != CONN_CLOSING))
 		return;
 	if (!batching) {
-		lws_callback_on_writable(c->wsi);
+		writer.want_write(c);
 		return;
 	}
 	if (c->flush_pending)
@@ -329,55 +268,25 @@ registry_batch_end(void)
 
 		DL_DELETE2(flush_head, c, flush_prev, flush_next);
 		c->flush_pending = false;
-		ws_flush(c);
+		writer.flush(c);
 	}
 }
 
 /*
- * The wsnotify.v1 envelope of a binary message (docs/protocol.md): the byte
- * 0x01, the id as 8 bytes big-endian, then the message.
+ * What a queue of c holds for message p: p itself, or its v1 envelope,
+ * built for the first v1 recipient and kept with p for the others.
  */
 static struct payload *
-conn_envelope_binary(struct payload *p, int64_t id)
+conn_form(struct conn *c, struct payload *p, int64_t id)
 {
-	struct payload *e = malloc(sizeof(*e) + 9 + p->len + 1);
-
-	e->refs = 0;
-	e->binary = true;
-	e->len = 9 + p->len;
-	e->data[0] = 0x01;
-	for (int i = 0; i < 8; i++)
-		e->data[1 + i] = (char) ((uint64_t) id >> (56 - 8 * i));
-	memcpy(e->data + 9, p->data, p->len);
-	e->data[e->len] = '\0';
-	return e;
-}
-
-/*
- * The wsnotify.v1 envelope of a message: {"id": "N", "data": BODY}, with
- * "topic": "T" after the id for a topic message (topic names need no escaping).
- */
-static struct payload *
-conn_envelope(struct payload *p, int64_t id)
-{
-	char head[224];
-	int hl = p->topic[0] ?
-		snprintf(head, sizeof(head), "{\"id\": \"%lld\", \"topic\": \"%s\", \"data\": ",
-			 (long long) id, p->topic) :
-		snprintf(head, sizeof(head), "{\"id\": \"%lld\", \"data\": ", (long long) id);
-	struct payload *e;
-
-	if (p->binary)
-		return conn_envelope_binary(p, id);
-	e = malloc(sizeof(*e) + (size_t) hl + p->len + 2);
-	e->refs = 0;
-	e->binary = false;
-	e->len = (size_t) hl + p->len + 1;
-	memcpy(e->data, head, (size_t) hl);
-	memcpy(e->data + hl, p->data, p->len);
-	e->data[e->len - 1] = '}';
-	e->data[e->len] = '\0';
-	return e;
+	if (!c->envelope)
+		return p;
+	if (!p->v1 || p->v1_id != id) {
+		payload_unref(p->v1);
+		p->v1 = frame_envelope(p, id);
+		p->v1_id = id;
+	}
+	return p->v1;
 }
 
 /* Append to the held list (replay in flight). */
@@ -399,11 +308,9 @@ conn_enqueue(struct conn *c, struct payload *p, int64_t id)
 		conn_enqueue_now(c, p, id);
 		return;
 	}
-	if (c->closing)
+	if (conn_closing(c))
 		return;
-	if (c->envelope)
-		p = conn_envelope(p, id);
-	conn_hold(c, conn_item_new(c, p, id));
+	conn_hold(c, conn_item_new(c, conn_form(c, p, id), id));
 }
 
 /* The replay is done: live messages held meanwhile follow it. */
@@ -413,7 +320,7 @@ conn_release(struct conn *c)
 	c->holding = false;
 	if (!c->held)
 		return;
-	if (c->closing)
+	if (conn_closing(c))
 		conn_drop_held(c);
 	else {
 		conn_append(c, c->held);
@@ -440,17 +347,14 @@ conn_enqueue_text(struct conn *c, const char *text)
 void
 conn_enqueue_now(struct conn *c, struct payload *p, int64_t id)
 {
-	if (c->closing)
+	if (conn_closing(c))
 		return;
-	if (c->envelope)
-		p = conn_envelope(p, id);
+	p = conn_form(c, p, id);
 	if (c->queued + p->len > (size_t) cf_send_queue_max) {
 		metrics.queue_drops++;
 		log_warn("connection %s (user %s): send queue over send_queue_max (%zu + %zu bytes), closing with 1008",
 			 c->id, c->user_id, c->queued, p->len);
-		if (p->refs == 0)
-			free(p);	/* an unshared envelope */
-		conn_close(c, 1008, "send queue full");
+		conn_close(c, &frame_close_queue_full);
 		return;
 	}
 	conn_append(c, conn_item_new(c, p, id));
@@ -463,11 +367,11 @@ conn_enqueue_close(struct conn *c, int code, const char *reason)
 {
 	struct out_item *it;
 
-	if (c->closing)
+	if (conn_closing(c))
 		return;
-	it = calloc(1, sizeof(*it));
+	it = util_calloc(1, sizeof(*it));
 	it->close_code = code;
-	it->close_reason = strdup(reason ? reason : "");
+	it->close_reason = util_strdup(reason ? reason : "");
 	if (c->holding) {
 		conn_hold(c, it);	/* after the replay and the live messages before it */
 		return;
@@ -476,17 +380,22 @@ conn_enqueue_close(struct conn *c, int code, const char *reason)
 	conn_want_write(c);
 }
 
-/* Close now: drop the queue, send code+reason. */
 void
-conn_close(struct conn *c, int code, const char *reason)
+conn_close(struct conn *c, const struct frame_close *why)
 {
-	if (c->closing)
+	if (conn_closing(c))
 		return;
 	conn_clear_queue(c);
-	c->closing = true;
-	c->close_code = code;
-	c->close_reason = reason ? reason : "";
+	c->state = CONN_CLOSING;
+	c->close_code = why->code;
+	c->close_reason = why->reason;
 	conn_want_write(c);
+}
+
+bool
+conn_closing(const struct conn *c)
+{
+	return c->state >= CONN_CLOSING;
 }
 
 /* Pop the head of the queue. */

@@ -5,7 +5,13 @@
  * A connection exists from the moment the database accepted it
  * (wsnotify_connect returned) until its socket is gone; messages fetched in
  * between are queued and written once the WebSocket is established.
- * Payloads are reference-counted so a broadcast is stored once.
+ * Payloads are reference-counted: a message is stored once, and its
+ * wsnotify.v1 envelope is built once (frame_envelope) and shared by every
+ * v1 queue that holds it.
+ *
+ * The registry writes nothing itself: it asks the writer that the
+ * WebSocket layer installs (registry_init) to write a connection's queue.
+ * Uses config, log, metrics, frame, payload and util.
  */
 #ifndef WSNOTIFY_REGISTRY_H
 #define WSNOTIFY_REGISTRY_H
@@ -17,17 +23,11 @@
 
 #include <uthash.h>
 
+#include "frame.h"
+#include "payload.h"
+
 struct lws;
 struct user_entry;
-
-/* One message body shared by every queue that holds it. */
-struct payload {
-	int refs;
-	bool binary;			/* written as a binary frame */
-	char topic[129];		/* publish_ws's topic, named in the v1 text envelope; "" otherwise */
-	size_t len;
-	char data[];
-};
 
 /* One entry of a send queue: a message, or a close (p == NULL). */
 struct out_item {
@@ -46,7 +46,13 @@ struct route_req {
 	bool binary;			/* a binary frame, for the $binary route */
 };
 
-enum conn_state { CONN_PENDING, CONN_OPEN };
+/* A connection's life: each state only ever moves to a later one. */
+enum conn_state {
+	CONN_HANDSHAKE,			/* authorized; lws has not finished the handshake */
+	CONN_OPEN,			/* established: queued messages are written */
+	CONN_CLOSING,			/* close asked (conn_close): only the close frame follows */
+	CONN_CLOSED			/* close frame sent, peer closed or write failed: nothing more */
+};
 
 #define CONN_MAGIC 0x636f6e6eu
 
@@ -66,13 +72,12 @@ struct conn {
 	struct out_item *head, *tail;
 	size_t queued;			/* unsent bytes */
 	size_t head_off;		/* bytes of head already written */
-	const char *close_reason;	/* a string literal: see conn_close */
+	const char *close_reason;	/* set by conn_close (static text), else NULL */
 	uint64_t last_rx_ms, last_tx_ms, ping_sent_ms;
 	bool ping_due, ping_outstanding;
 	bool claimed;
 	bool envelope;			/* wsnotify.v1: {"id": cursor, "data": message} */
 	bool holding;			/* replay in flight: live messages wait in held */
-	bool closing;			/* close requested: no more messages */
 	bool rx_binary;			/* the client message being gathered is binary */
 	struct out_item *held, *held_tail;
 	size_t rx_len;			/* bytes of the client message so far */
@@ -102,12 +107,27 @@ struct user_entry {
 	char user_id[];
 };
 
-/* Monotonic milliseconds. */
-uint64_t now_ms(void);
+/* What the database said of a new connection (wsnotify_connect's row). */
+struct conn_row {
+	const char *id;
+	const char *user_id;
+	const char *claims;		/* may be NULL, like the next two */
+	const char *remote_addr;
+	const char *user_agent;
+	int64_t start_id;
+	double expires_at;
+};
+
+/* How a connection's queue reaches its socket (installed by the WebSocket layer). */
+struct registry_writer {
+	void (*want_write) (struct conn *c);	/* ask for a WRITEABLE callback */
+	void (*flush) (struct conn *c);		/* write what is queued now, outside callbacks */
+};
+
+/* Start the registry: writes go through *w; its gauges are registered. */
+void registry_init(const struct registry_writer *w);
 /* Create and index a connection. */
-struct conn *registry_add(const char *id, const char *user_id, const char *claims,
-			  const char *remote_addr, const char *user_agent,
-			  int64_t start_id, double expires_at);
+struct conn *registry_add(const struct conn_row *row);
 /* Unindex and free a connection and its queue. */
 void registry_remove(struct conn *c);
 /* Find a connection by id. */
@@ -125,13 +145,6 @@ unsigned registry_count(void);
 /* Bytes queued over all connections. */
 size_t registry_queued_bytes(void);
 
-/* A new payload holding a copy of data, with one reference. */
-struct payload *payload_new(const char *data, size_t len);
-/* A new binary payload from one line of standard base64; NULL when invalid. */
-struct payload *payload_new_base64(const char *b64, size_t len);
-/* Drop one reference. */
-void payload_unref(struct payload *p);
-
 /* Queue a message; past send_queue_max the connection is closed with 1008. */
 void conn_enqueue(struct conn *c, struct payload *p, int64_t id);
 /* Queue a message now, even while holding (welcome, replay). */
@@ -142,15 +155,17 @@ void conn_enqueue_text(struct conn *c, const char *text);
 void conn_release(struct conn *c);
 /* Queue a close after the messages already queued. */
 void conn_enqueue_close(struct conn *c, int code, const char *reason);
-/* Close now: drop the queue, send code+reason (a string literal: it is not copied). */
-void conn_close(struct conn *c, int code, const char *reason);
+/* Close now: drop the queue, send why's code and reason. */
+void conn_close(struct conn *c, const struct frame_close *why);
+/* True once a close was asked or done: nothing more is queued. */
+bool conn_closing(const struct conn *c);
 /* Pop the head of the queue. */
 void conn_pop(struct conn *c);
 /* Ask lws for a WRITEABLE callback when there is something to write. */
 void conn_want_write(struct conn *c);
 /*
  * Between these two, conn_want_write only notes the connection; the end
- * writes to each noted connection what its socket takes (ws_flush), so the
+ * writes to each noted connection what its socket takes (the writer's flush), so the
  * messages of one fetch go out without a trip through poll and several for
  * one connection share a write.
  */

@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "config.h"
 #include "db.h"
 #include "frame.h"
@@ -14,11 +12,18 @@
 #include "metrics.h"
 #include "registry.h"
 #include "route.h"
+#include "util.h"
 
 #define ROUTE_POOL_MAX 64
 
 static struct db *pool[ROUTE_POOL_MAX];
-static long long pool_timeout[ROUTE_POOL_MAX];	/* statement_timeout set, ms; -1 unknown */
+/*
+ * The statement_timeout each session has, ms; -1 unknown.  A session that
+ * reconnects is a new backend without it: its ready hook forgets the value
+ * (once only the delivery session heard of reconnects, and a pool session
+ * that came back ran handlers without handler_timeout).
+ */
+static long long pool_timeout[ROUTE_POOL_MAX];
 static int pool_size;
 static unsigned long long error_ref;
 
@@ -26,11 +31,17 @@ static unsigned long long error_ref;
 struct route_call {
 	char conn_id[40];
 	char *request_id;
-	int slot;
 	bool binary;			/* for the $binary route */
 };
 
 static void route_next(struct conn *c);
+
+/* A pool session (re)connected: its backend has no statement_timeout yet. */
+static void
+route_session_ready(void *arg)
+{
+	pool_timeout[(long) arg] = -1;
+}
 
 /* Open the handler pool's sessions. */
 void
@@ -38,11 +49,12 @@ route_init(void)
 {
 	pool_size = (int) (cf_handler_pool_size > ROUTE_POOL_MAX ? ROUTE_POOL_MAX : cf_handler_pool_size);
 	for (int i = 0; i < pool_size; i++) {
+		struct db_hooks hooks = {.ready = route_session_ready, .arg = (void *) (long) i};
 		char name[32];
 
 		snprintf(name, sizeof(name), "handler pool %d", i + 1);
-		pool[i] = db_pool_new(name);
 		pool_timeout[i] = -1;
+		pool[i] = db_pool_new(name, &hooks);
 	}
 }
 
@@ -60,41 +72,21 @@ route_ready(void)
 static void
 route_error(struct conn *c, const char *request_id, const char *code, const char *message)
 {
-	json_t *o = json_object();
-	char *text;
+	char *text = frame_error(request_id, code, message, c->envelope);
 
 	metrics.error_frames++;
-	if (c->envelope) {
-		json_object_set_new(o, "type", json_string("error"));
-		if (request_id)
-			json_object_set_new(o, "request_id", json_loads(request_id, JSON_DECODE_ANY, NULL));
-		json_object_set_new(o, "code", json_string(code));
-	} else
-		json_object_set_new(o, "error", json_string(code));
-	json_object_set_new(o, "message", json_string(message));
-	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	conn_enqueue_text(c, text);
 	free(text);
-	json_decref(o);
 }
 
 /* Send a handler's non-NULL result to one connection. */
 static void
 route_reply(struct conn *c, const char *request_id, const char *result)
 {
-	char *frame;
+	char *text = frame_reply(request_id, result, c->envelope);
 
-	if (!c->envelope) {
-		conn_enqueue_text(c, result);
-		return;
-	}
-	frame = malloc(strlen(result) + (request_id ? strlen(request_id) : 0) + 64);
-	if (request_id)
-		sprintf(frame, "{\"type\": \"reply\", \"request_id\": %s, \"data\": %s}", request_id, result);
-	else
-		sprintf(frame, "{\"type\": \"reply\", \"data\": %s}", result);
-	conn_enqueue_text(c, frame);
-	free(frame);
+	conn_enqueue_text(c, text);
+	free(text);
 }
 
 /* Map a failed call to an error frame; log what the client must not see. */
@@ -141,7 +133,7 @@ route_done(PGresult *res, void *arg)
 				route_reply(c, call->request_id, PQgetvalue(res, 0, 0));
 		} else if (call->binary && res && !strcmp(db_sqlstate(res), "42883")) {
 			log_info("connection %s: binary frame and no $binary route, closing with 1003", c->id);
-			conn_close(c, 1003, "binary frames are not accepted");
+			conn_close(c, &frame_close_binary_refused);
 		} else
 			route_failed(c, call->request_id, res);
 		route_next(c);
@@ -202,7 +194,7 @@ route_next(struct conn *c)
 			    1, p, route_timeout_set, (void *) (long) slot, 0);
 		pool_timeout[slot] = cf_handler_timeout;
 	}
-	call = calloc(1, sizeof(*call));
+	call = util_calloc(1, sizeof(*call));
 	snprintf(call->conn_id, sizeof(call->conn_id), "%s", c->id);
 	call->request_id = r->request_id;
 	call->binary = r->binary;
@@ -276,7 +268,7 @@ route_on_message(struct conn *c, const char *data, size_t len)
 	else if (pool_size == 0)
 		route_error(c, request_id, "no_route", "routes are disabled on this bridge");
 	else {
-		r = calloc(1, sizeof(*r));
+		r = util_calloc(1, sizeof(*r));
 		r->body = body;
 		r->request_id = request_id;
 		body = request_id = NULL;
@@ -298,16 +290,16 @@ route_on_binary(struct conn *c, const char *data, size_t len)
 
 	if (pool_size == 0) {
 		log_info("connection %s: binary frame and routes disabled, closing with 1003", c->id);
-		conn_close(c, 1003, "binary frames are not accepted");
+		conn_close(c, &frame_close_binary_refused);
 		return;
 	}
 	if (!route_rate_ok(c) || c->req_count >= cf_max_pending_requests) {
 		route_error(c, NULL, "rate_limited", "too many messages; slow down");
 		return;
 	}
-	r = calloc(1, sizeof(*r));
+	r = util_calloc(1, sizeof(*r));
 	r->binary = true;
-	r->body = malloc(2 * len + 3);
+	r->body = util_alloc(2 * len + 3);
 	r->body[0] = '\\';
 	r->body[1] = 'x';
 	for (size_t i = 0; i < len; i++) {

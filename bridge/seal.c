@@ -10,7 +10,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "registry.h"
 #include "seal.h"
 #include "util.h"
 
@@ -48,33 +47,36 @@ bool
 seal_open(const char *aad, size_t aad_len, const char *b64, size_t b64_len,
 	  char **plain, size_t *plain_len)
 {
-	struct payload *sealed;
+	char *sealed;
+	size_t sealed_len;
 	EVP_CIPHER_CTX *ctx;
 	char *out;
 	int len, n;
 	bool ok;
 
-	if (!have_key || !(sealed = payload_new_base64(b64, b64_len)))
+	if (!have_key)
 		return false;
-	if (sealed->len < SEAL_IV_LEN + SEAL_TAG_LEN) {
-		payload_unref(sealed);
+	sealed = util_alloc(b64_len * 3 / 4 + 1);
+	if (!util_base64_decode(b64, b64_len, sealed, &sealed_len) ||
+	    sealed_len < SEAL_IV_LEN + SEAL_TAG_LEN) {
+		free(sealed);
 		return false;
 	}
-	n = (int) (sealed->len - SEAL_IV_LEN - SEAL_TAG_LEN);
-	out = malloc((size_t) n + 1);
+	n = (int) (sealed_len - SEAL_IV_LEN - SEAL_TAG_LEN);
+	out = util_alloc((size_t) n + 1);
 	ctx = EVP_CIPHER_CTX_new();
-	ok = out && ctx &&
+	ok = ctx &&
 		EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
 		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SEAL_IV_LEN, NULL) == 1 &&
-		EVP_DecryptInit_ex(ctx, NULL, NULL, key, (unsigned char *) sealed->data) == 1 &&
+		EVP_DecryptInit_ex(ctx, NULL, NULL, key, (unsigned char *) sealed) == 1 &&
 		EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *) aad, (int) aad_len) == 1 &&
 		EVP_DecryptUpdate(ctx, (unsigned char *) out, &len,
-				  (unsigned char *) sealed->data + SEAL_IV_LEN, n) == 1 &&
+				  (unsigned char *) sealed + SEAL_IV_LEN, n) == 1 &&
 		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN,
-				    sealed->data + SEAL_IV_LEN + n) == 1 &&
+				    sealed + SEAL_IV_LEN + n) == 1 &&
 		EVP_DecryptFinal_ex(ctx, (unsigned char *) out + len, &len) == 1;
 	EVP_CIPHER_CTX_free(ctx);
-	payload_unref(sealed);
+	free(sealed);
 	if (!ok) {
 		free(out);
 		return false;

@@ -15,15 +15,15 @@
 #include "config.h"
 #include "gate.h"
 #include "log.h"
-#include "main.h"
-#include "raw.h"
+#include "loop.h"
 #include "tls.h"
+#include "util.h"
 
 #define TLS_CHUNK 16384
 #define TLS_DOWN_MAX (256 * 1024)	/* pause the gate side past this */
 
 struct tls_proxy {
-	struct raw_tag tag;		/* RAW_TLS_PAIR, for the socketpair end */
+	struct raw_tag tag;		/* of the socketpair end: tls_on_pair_event */
 	struct lws *tls;		/* the TLS connection (raw-skt role) */
 	struct lws *pair;		/* our end of the socketpair (raw file) */
 	int fd;
@@ -32,11 +32,13 @@ struct tls_proxy {
 	unsigned char *down;		/* gate -> client, after LWS_PRE bytes */
 	size_t down_len, down_cap;
 	bool pair_eof;
-	struct main_soon write_soon;
+	struct loop_soon write_soon;
 };
 
 static struct lws_vhost *tls_vhost;
 static SSL_CTX *tls_ctx;		/* the vhost's, given to us by lws at its creation */
+
+static int tls_on_pair_event(struct lws *wsi, int reason, void *obj);
 
 /* Write pending client bytes to the gate; pause the client while they do not fit. */
 static void
@@ -48,7 +50,7 @@ tls_flush_up(struct tls_proxy *p)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 			if (p->tls)
 				lws_rx_flow_control(p->tls, 0);
-			main_soon_writable(&p->write_soon, &p->pair);
+			loop_soon_writable(&p->write_soon, &p->pair);
 			return;
 		}
 		if (n < 0) {
@@ -80,7 +82,7 @@ tls_on_rx(struct tls_proxy *p, const void *in, size_t len)
 static int
 tls_on_adopt(struct lws *wsi)
 {
-	struct tls_proxy *p = calloc(1, sizeof(*p));
+	struct tls_proxy *p = util_calloc(1, sizeof(*p));
 	char remote[64] = "?";
 	int sv[2];
 
@@ -89,9 +91,7 @@ tls_on_adopt(struct lws *wsi)
 		free(p);
 		return -1;
 	}
-	p->tag.magic = RAW_MAGIC;
-	p->tag.kind = RAW_TLS_PAIR;
-	p->tag.obj = p;
+	p->tag = (struct raw_tag) {RAW_MAGIC, tls_on_pair_event, p};
 	p->tls = wsi;
 	p->fd = sv[0];
 	p->pair = raw_adopt(sv[0], &p->tag);
@@ -151,7 +151,7 @@ static void
 tls_on_close(struct tls_proxy *p)
 {
 	p->tls = NULL;
-	main_soon_cancel(&p->write_soon);
+	loop_soon_cancel(&p->write_soon);
 	if (p->pair)
 		raw_drop(p->pair);
 	free(p->up);
@@ -190,8 +190,8 @@ tls_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	}
 }
 
-/* Event on the bridge's end of a socketpair. */
-int
+/* Event on the bridge's end of a socketpair (its raw_tag's handler). */
+static int
 tls_on_pair_event(struct lws *wsi, int reason, void *obj)
 {
 	struct tls_proxy *p = obj;
@@ -237,16 +237,16 @@ tls_listen(struct lws_context *ctx)
 {
 	struct lws_context_creation_info info;
 	static char host[256];
-	const char *colon = strrchr(cf_listen, ':');
+	char port[16];
 
-	if (!colon) {
+	/* the gate's parser: "[v6]:port" reaches lws without its brackets */
+	if (!util_split_hostport(cf_listen, host, sizeof(host), port, sizeof(port))) {
 		log_error("listen: \"%s\" is not HOST:PORT", cf_listen);
 		return false;
 	}
-	snprintf(host, sizeof(host), "%.*s", (int) (colon - cf_listen), cf_listen);
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "wsnotify-tls";
-	info.port = atoi(colon + 1);
+	info.port = atoi(port);
 	info.iface = host[0] ? host : NULL;
 	info.protocols = tls_protocols;
 	info.ssl_cert_filepath = cf_tls_cert_file;
@@ -265,7 +265,7 @@ tls_listen(struct lws_context *ctx)
 	info.alpn = "http/1.1";	/* the gate speaks HTTP/1.1 only */
 	info.listen_accept_role = "raw-skt";
 	info.listen_accept_protocol = "wsnotify-tls";
-	info.retry_and_idle_policy = &main_retry_policy;
+	info.retry_and_idle_policy = &loop_retry_policy;
 	tls_vhost = lws_create_vhost(ctx, &info);
 	if (!tls_vhost) {
 		log_error("cannot listen with TLS on %s (certificate %s, key %s)",

@@ -16,14 +16,11 @@
 
 #include <stdbool.h>
 
-struct lws;
 struct lws_context;
 
 /* Create the TLS listening vhost on cf_listen; false with a logged reason. */
 bool tls_listen(struct lws_context *ctx);
 /* SIGHUP: load the certificate and key files again, if they are a valid pair. */
 void tls_reload(void);
-/* Event on the bridge's end of a socketpair (raw dispatch). */
-int tls_on_pair_event(struct lws *wsi, int reason, void *obj);
 
 #endif

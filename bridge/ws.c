@@ -6,15 +6,16 @@
 
 #include "config.h"
 #include "deliver.h"
-#include "gate.h"
+#include "frame.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
-#include "raw.h"
 #include "registry.h"
 #include "route.h"
+#include "util.h"
 #include "ws.h"
 
-#define WS_FRAME_HEAD_MAX 10
+#define WS_FRAME_HEAD_MAX FRAME_HEAD_MAX
 /*
  * One batch: frames of at most WS_TX_CHUNK payload bytes plus their headers,
  * inside the protocols' tx_packet_size (WS_TX_CHUNK + 64, main.c): lws_issue_raw
@@ -23,6 +24,11 @@
 #define WS_BATCH (WS_TX_CHUNK + 2 * WS_FRAME_HEAD_MAX)
 
 static unsigned char ws_txbuf[LWS_PRE + WS_BATCH];
+
+/* The socket being handed over by ws_adopt, claimed on its first callback. */
+static struct conn *handoff_conn;
+static int handoff_fd = -1;
+static bool handoff_claimed;	/* lws claimed handoff_conn (it may be freed already) */
 
 enum ws_flush { WS_FLUSH_DONE, WS_FLUSH_CHOKED, WS_FLUSH_CLOSE, WS_FLUSH_FAILED };
 
@@ -41,11 +47,12 @@ static int
 ws_on_established(struct lws *wsi, struct conn *c)
 {
 	c->wsi = wsi;
-	c->state = CONN_OPEN;
+	if (c->state == CONN_HANDSHAKE)
+		c->state = CONN_OPEN;
 	c->last_rx_ms = c->last_tx_ms = now_ms();
 	metrics.connections_accepted++;
 	log_info("connection %s open (user %s)", c->id, c->user_id);
-	if (c->closing || c->head)
+	if (c->state == CONN_CLOSING || c->head)
 		lws_callback_on_writable(wsi);
 	return 0;
 }
@@ -54,38 +61,10 @@ ws_on_established(struct lws *wsi, struct conn *c)
 static int
 ws_send_close(struct lws *wsi, struct conn *c, int code, const char *reason)
 {
-	size_t l = strlen(reason);
-
-	/* a close reason holds at most 123 bytes: cut at a UTF-8 boundary */
-	if (l > 123) {
-		l = 123;
-		while (l && ((unsigned char) reason[l] & 0xC0) == 0x80)
-			l--;
-	}
-	c->state = CONN_PENDING;	/* nothing may follow the close frame */
-	lws_close_reason(wsi, (enum lws_close_status) code, (unsigned char *) reason, l);
+	c->state = CONN_CLOSED;	/* nothing may follow the close frame */
+	lws_close_reason(wsi, (enum lws_close_status) code, (unsigned char *) reason,
+			 frame_close_reason_len(reason));
 	return -1;
-}
-
-/* Put an unmasked server frame header at p; returns its length. */
-static size_t
-ws_frame_head(unsigned char *p, unsigned char opcode, bool fin, size_t len)
-{
-	p[0] = (unsigned char) (opcode | (fin ? 0x80 : 0));
-	if (len < 126) {
-		p[1] = (unsigned char) len;
-		return 2;
-	}
-	if (len < 65536) {
-		p[1] = 126;
-		p[2] = (unsigned char) (len >> 8);
-		p[3] = (unsigned char) len;
-		return 4;
-	}
-	p[1] = 127;
-	for (int i = 0; i < 8; i++)
-		p[2 + i] = (unsigned char) ((uint64_t) len >> (56 - 8 * i));
-	return 10;
 }
 
 /*
@@ -113,8 +92,8 @@ ws_fill_batch(struct conn *c)
 			 */
 			if ((size_t) (end - p) < 2 + 8)
 				break;
-			p += ws_frame_head(p, 0x9, true, 8);
-			memcpy(p, "wsnotify", 8);
+			p += frame_ws_head(p, 0x9, true, 8);
+			memcpy(p, FRAME_PING, 8);
 			p += 8;
 			c->ping_due = false;
 			c->ping_outstanding = true;
@@ -131,7 +110,7 @@ ws_fill_batch(struct conn *c)
 		/* WS_BATCH holds a ping and a whole fragment: never stuck here */
 		if (chunk > room)
 			break;
-		p += ws_frame_head(p, c->head_off ? 0x0 : it->p->binary ? 0x2 : 0x1,
+		p += frame_ws_head(p, c->head_off ? 0x0 : it->p->binary ? 0x2 : 0x1,
 				   chunk == left, chunk);
 		memcpy(p, it->p->data + c->head_off, chunk);
 		p += chunk;
@@ -158,7 +137,7 @@ ws_write_queue(struct conn *c)
 	for (;;) {
 		size_t n;
 
-		if (c->closing || (c->head && !c->head->p && !c->ping_due))
+		if (c->state == CONN_CLOSING || (c->head && !c->head->p && !c->ping_due))
 			return WS_FLUSH_CLOSE;
 		if (lws_partial_buffered(c->wsi))
 			return WS_FLUSH_CHOKED;
@@ -176,10 +155,10 @@ ws_write_queue(struct conn *c)
  * loop.  Closes still go through the WRITEABLE callback, the only place
  * that can return -1 to lws.
  */
-void
+static void
 ws_flush(struct conn *c)
 {
-	if (!c->wsi || c->state != CONN_OPEN)
+	if (!c->wsi || (c->state != CONN_OPEN && c->state != CONN_CLOSING))
 		return;
 	switch (ws_write_queue(c)) {
 	case WS_FLUSH_CLOSE:
@@ -187,7 +166,7 @@ ws_flush(struct conn *c)
 		break;
 	case WS_FLUSH_FAILED:
 		log_warn("connection %s: write failed, closing", c->id);
-		c->state = CONN_PENDING;
+		c->state = CONN_CLOSED;
 		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		break;
 	case WS_FLUSH_DONE:
@@ -196,17 +175,24 @@ ws_flush(struct conn *c)
 	}
 }
 
+/* The registry's writer: a WRITEABLE callback, please. */
+static void
+ws_want_write(struct conn *c)
+{
+	lws_callback_on_writable(c->wsi);
+}
+
 /* LWS_CALLBACK_SERVER_WRITEABLE: as many frames as the socket takes, or a close. */
 static int
 ws_on_writeable(struct lws *wsi, struct conn *c)
 {
 	struct out_item *it;
 
-	if (c->state != CONN_OPEN)
+	if (c->state != CONN_OPEN && c->state != CONN_CLOSING)
 		return 0;
 	switch (ws_write_queue(c)) {
 	case WS_FLUSH_CLOSE:
-		if (c->closing)
+		if (c->state == CONN_CLOSING)
 			return ws_send_close(wsi, c, c->close_code, c->close_reason);
 		it = c->head;
 		log_info("connection %s: closing with %d as asked by close_ws", c->id, it->close_code);
@@ -233,11 +219,11 @@ ws_on_receive(struct lws *wsi, struct conn *c, const void *in, size_t len)
 	if (c->rx_len + len + lws_remaining_packet_payload(wsi) > (size_t) cf_max_message_size) {
 		log_warn("connection %s: client message over max_message_size (%lld bytes), closing with 1009",
 			 c->id, cf_max_message_size);
-		return ws_send_close(wsi, c, 1009, "message too big");
+		return ws_send_close(wsi, c, frame_close_too_big.code, frame_close_too_big.reason);
 	}
 	if (c->rx_len + len > c->rx_cap) {
 		c->rx_cap = (c->rx_len + len) * 2;
-		c->rx_buf = realloc(c->rx_buf, c->rx_cap);
+		c->rx_buf = util_realloc(c->rx_buf, c->rx_cap);
 	}
 	memcpy(c->rx_buf + c->rx_len, in, len);
 	c->rx_len += len;
@@ -260,7 +246,42 @@ ws_on_receive(struct lws *wsi, struct conn *c, const void *in, size_t len)
 	return 0;
 }
 
-/* The callback for "wsnotify" and "wsnotify.v1". */
+/* The connection ws_adopt is handing to lws, for the wsi of its descriptor, once. */
+static struct conn *
+ws_claim(struct lws *wsi)
+{
+	struct conn *c = handoff_conn;
+
+	if (!c || c->claimed || lws_get_socket_fd(wsi) != handoff_fd)
+		return NULL;
+	c->claimed = true;
+	handoff_claimed = true;
+	return c;
+}
+
+bool
+ws_adopt(int fd, const char *head, size_t len, struct conn *c)
+{
+	handoff_conn = c;
+	handoff_fd = fd;
+	handoff_claimed = false;
+	/* NULL or not, whether lws claimed c is what tells who owns it now */
+	lws_adopt_socket_vhost_readbuf(loop_vhost, fd, head, len);
+	handoff_conn = NULL;
+	handoff_fd = -1;
+	return handoff_claimed;
+}
+
+static const struct registry_writer ws_writer = {
+	.want_write = ws_want_write, .flush = ws_flush
+};
+
+void
+ws_init(void)
+{
+	registry_init(&ws_writer);
+}
+
 int
 ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	    void *in, size_t len)
@@ -269,7 +290,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 	if (c && c->magic != CONN_MAGIC)	/* a raw descriptor bound to protocols[0] */
 		return raw_dispatch(wsi, (int) reason);
-	if (!c && (c = gate_handoff_conn(wsi)))
+	if (!c && (c = ws_claim(wsi)))
 		lws_set_opaque_user_data(wsi, c);
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
@@ -290,7 +311,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		/* lws answers the close: write nothing after it */
 		if (c)
-			c->state = CONN_PENDING;
+			c->state = CONN_CLOSED;
 		break;
 	case LWS_CALLBACK_RECEIVE_PONG:
 		if (c) {
@@ -302,7 +323,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (c) {
 			lws_set_opaque_user_data(wsi, NULL);
 			c->wsi = NULL;
-			ws_conn_gone(c, c->closing ? c->close_reason : "socket closed");
+			ws_conn_gone(c, c->close_reason ? c->close_reason : "socket closed");
 		}
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
@@ -325,7 +346,7 @@ ws_check(struct conn *c, uint64_t now, double wall)
 	if (cf_close_on_token_expiry && c->expires_at > 0 &&
 	    wall > c->expires_at + (double) cf_token_leeway / 1000.0) {
 		log_info("connection %s: token expired, closing with 4001", c->id);
-		conn_close(c, 4001, "token expired");
+		conn_close(c, &frame_close_expired);
 		return;
 	}
 	if (c->ping_outstanding && cf_ping_timeout > 0 &&
@@ -333,13 +354,13 @@ ws_check(struct conn *c, uint64_t now, double wall)
 		metrics.pings_timed_out++;
 		log_info("connection %s: no pong within ping_timeout, closing", c->id);
 		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-		c->state = CONN_PENDING;	/* no more writes */
+		c->state = CONN_CLOSED;	/* no more writes */
 		return;
 	}
 	if (cf_idle_timeout > 0 && now - c->last_rx_ms > (uint64_t) cf_idle_timeout &&
 	    now - c->last_tx_ms > (uint64_t) cf_idle_timeout) {
 		log_info("connection %s: idle for idle_timeout, closing", c->id);
-		conn_close(c, 1000, "idle timeout");
+		conn_close(c, &frame_close_idle);
 		return;
 	}
 	if (cf_ping_interval > 0 && !c->ping_outstanding && !c->ping_due &&
@@ -359,7 +380,7 @@ ws_sweep(void)
 	struct conn *c, *tmp;
 
 	HASH_ITER(hh, registry_all(), c, tmp)
-		if (c->state == CONN_OPEN && c->wsi && !c->closing)
+		if (c->state == CONN_OPEN && c->wsi)
 			ws_check(c, now, wall);
 }
 
@@ -370,5 +391,5 @@ ws_close_all(void)
 	struct conn *c, *tmp;
 
 	HASH_ITER(hh, registry_all(), c, tmp)
-		conn_close(c, 1001, "going away");
+		conn_close(c, &frame_close_going_away);
 }

@@ -3,15 +3,18 @@
  *
  * One callback serves the protocols "wsnotify" (the default: bare messages)
  * and "wsnotify.v1" (envelopes with a cursor; the envelope is built when a
- * message is queued, see registry.c), and the plain HTTP requests
- * (/healthz, /metrics, static files).  Queued frames are written in
+ * message is queued, see registry.c).  Queued frames are written in
  * batches of up to WS_TX_CHUNK bytes, one lws_write each, right after a
- * fetch queued them (ws_flush) and in LWS_CALLBACK_SERVER_WRITEABLE when
- * the socket had no room; large messages go out as fragments of
- * WS_TX_CHUNK bytes.
+ * fetch queued them (the registry's writer, installed by ws_init) and in
+ * LWS_CALLBACK_SERVER_WRITEABLE when the socket had no room; large messages
+ * go out as fragments of WS_TX_CHUNK bytes.  The gate hands each
+ * authorized socket over with ws_adopt.  Uses delivery, routes, the
+ * registry, frame and the loop.
  */
 #ifndef WSNOTIFY_WS_H
 #define WSNOTIFY_WS_H
+
+#include <stdbool.h>
 
 #include <libwebsockets.h>
 
@@ -31,8 +34,14 @@ int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		void *in, size_t len);
 struct conn;
 
-/* Write what the connection has queued, as far as its socket takes it now. */
-void ws_flush(struct conn *c);
+/* Install the registry's writer (before any connection exists). */
+void ws_init(void);
+/*
+ * Give lws an authorized socket (a dup: the caller keeps fd) with the
+ * request head already read, for c.  True when lws took c: it owns it now
+ * (and may already have freed it); false: c is still the caller's.
+ */
+bool ws_adopt(int fd, const char *head, size_t len, struct conn *c);
 /* Periodic check: pings, pong timeouts, idle and expired connections. */
 void ws_sweep(void);
 /* Close every connection with 1001 (drain). */

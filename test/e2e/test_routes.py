@@ -1,6 +1,7 @@
 """Client messages run SQL route handlers; replies, errors, limits."""
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -280,3 +281,57 @@ def test_invalid_utf8_text_frame_closes_with_1007(bridge):
             pass
         assert data[0] & 0x0F == 0x8, "expected a close frame"
         assert int.from_bytes(data[2:4], "big") == 1007
+
+
+def handler_backends(db):
+    """The pids of the handler pool's backends on db."""
+    return [r[0] for r in db.sql("SELECT pid FROM pg_stat_activity WHERE application_name = "
+                                 "'wsnotify-bridge-handlers' AND datname = current_database()")]
+
+
+def test_handler_timeout_still_applies_after_a_handler_session_reconnects(bridges, db):
+    """route.c kept the statement_timeout it had set on a session that came back without it."""
+    b = bridges(args=["--handler-timeout", "200ms", "--handler-pool-size", "1"])
+    route(db, "slow", "SELECT pg_sleep(2)::text::jsonb")
+
+    async def go():
+        ws = await connect_v1(b, "alice")
+        await ws.send('{"action": "slow"}')
+        assert (await recv_json(ws))["code"] == "timeout"
+        assert db.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                      "WHERE application_name = 'wsnotify-bridge-handlers' "
+                      "AND datname = current_database()")[0][0] == 1
+        wait_for(lambda: re.search(r"handler pool 1 connected \(.*\), reconnected", b.log()),
+                 what="the handler session back")
+        await ws.send('{"action": "slow"}')
+        got = await recv_json(ws, timeout=5)
+        assert got["code"] == "timeout", got
+        await ws.close()
+    run(go())
+
+
+def test_the_watchdog_covers_every_session_of_a_64_session_pool(bridges, db):
+    """db_all[64] left the 65th session (64 handlers + delivery) out of the watchdog."""
+    import os
+    import signal
+    b = bridges(args=["--handler-pool-size", "64", "--handler-timeout", "500ms",
+                      "--auth-timeout", "1s"])
+    route(db, "echo", "SELECT m")
+    wait_for(lambda: len(handler_backends(db)) == 64, what="64 handler sessions")
+    stopped = handler_backends(db)
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        async def go():
+            socks = [await connect(b, f"u{i}") for i in range(64)]
+            for ws in socks:    # the fewest queries first: one to each session
+                await ws.send('{"action": "echo"}')
+            wait_for(lambda: b.log().count("connection lost: query unanswered") == 64, timeout=30,
+                     what="the watchdog dropping all 64 stuck sessions")
+            assert "handler pool 64 connection lost: query unanswered" in b.log()
+            for ws in socks:
+                await ws.close()
+        run(go())
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)

@@ -68,3 +68,22 @@ def test_tls_listens_on_the_configured_address_only(bridges, cert):
     wait_for(lambda: https_get(b.port, "/healthz", ctx)[0] == 200, what="https healthz")
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.2", b.port), timeout=2).close()
+
+
+def test_tls_listens_on_a_bracketed_ipv6_address(bridges, cert):
+    """listen = [v6]:port reached lws with its brackets: the TLS path parsed it its own way."""
+    crt, key, ctx = cert
+    b = bridges(args=["--tls-cert-file", crt, "--tls-key-file", key], start=False)
+    b.args += ["--listen", f"[::1]:{b.port}"]
+    b.start(wait=False)
+
+    def get():
+        try:
+            with urllib.request.urlopen(f"https://[::1]:{b.port}/healthz", context=ctx,
+                                        timeout=3) as r:
+                return r.status
+        except OSError:
+            return 0
+    wait_for(lambda: get() == 200 or b.proc.poll() is not None, what="https healthz on [::1]")
+    assert b.proc.poll() is None, b.log()
+    assert "listening with TLS on [::1]" in b.log()
