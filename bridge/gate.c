@@ -66,7 +66,7 @@ struct gate {
 	char user_agent[256];
 	bool envelope;			/* asked for wsnotify.v1 */
 	bool resume;			/* with ?since= */
-	char since[24];
+	char *since;			/* ?since=, malloc'd */
 	int retry_after;		/* seconds, for a 429 */
 };
 
@@ -193,6 +193,7 @@ gate_free(struct gate *g)
 		gate_current_freed = true;
 	DL_DELETE(gates, g);
 	free(g->buf);
+	free(g->since);
 	free(g);
 }
 
@@ -581,7 +582,8 @@ gate_ask(struct gate *g, struct request *r, const char *token)
 			return;
 		}
 	}
-	if (g->envelope && request_cursor(r->target, g->since, sizeof(g->since)))
+	if (g->envelope && (g->since = malloc(sizeof(r->target))) &&
+	    request_cursor(r->target, g->since, sizeof(r->target)))
 		g->resume = true;
 	if (request_query_param(r->target, "topics", topics, sizeof(topics)) &&
 	    strlen(topics) == sizeof(topics) - 1) {

@@ -48,14 +48,50 @@ request_query_param(const char *target, const char *name, char *out, size_t n)
 	return false;
 }
 
-/* The ?since= cursor as decimal digits ("0", never found, when malformed). */
+/* Skip 1-18 decimal digits at *p; false when there are none or more. */
+static bool
+request_digits(const char **p)
+{
+	size_t n = strspn(*p, "0123456789");
+
+	*p += n;
+	return n >= 1 && n <= 18;
+}
+
+/* Is c a message id or what ws_cursor() returns (see request.h)? */
+bool
+request_cursor_valid(const char *c)
+{
+	const char *p = c;
+
+	if (request_digits(&p) && *p == '\0')
+		return true;
+	if (strspn(c, "0123456789abcdef") != 16 || c[16] != ':')
+		return false;
+	p = c + 17;
+	for (int i = 0; i < 3; i++)
+		if (!request_digits(&p) || *p++ != ':')
+			return false;
+	if (*p == '\0')
+		return true;	/* no transaction in progress */
+	for (;;) {
+		if (!request_digits(&p))
+			return false;
+		if (*p == '\0')
+			return true;
+		if (*p++ != ',')
+			return false;
+	}
+}
+
+/* The ?since= cursor ("0", never found, when malformed). */
 bool
 request_cursor(const char *target, char *out, size_t n)
 {
 	if (!request_query_param(target, "since", out, n))
 		return false;
-	if (!out[0] || strspn(out, "0123456789") != strlen(out) || strlen(out) > 18)
-		snprintf(out, n, "0");
+	if (strlen(out) == n - 1 || !request_cursor_valid(out))
+		snprintf(out, n, "0");	/* cut short or malformed: a reset */
 	return true;
 }
 

@@ -14,7 +14,7 @@
 /* What the request head says. */
 struct request {
 	char method[16];
-	char target[2048];
+	char target[8192];		/* a ws_cursor() in ?since= can be long */
 	int http_minor;			/* HTTP/1.0 or HTTP/1.1 */
 	bool upgrade;
 	bool keep_alive;		/* 1.1 without "Connection: close", 1.0 with keep-alive */
@@ -56,9 +56,15 @@ bool request_list_has(const char *list, const char *name);
 /* The same, ignoring case (Connection, Transfer-Encoding tokens). */
 bool request_list_has_nocase(const char *list, const char *name);
 /*
- * The ?since= resume cursor of target as decimal digits: false when absent;
- * "0" (a cursor never found, so the client gets a reset) when it is empty,
- * not all digits or longer than 18 digits (it must fit an int64).
+ * A resume cursor: a message id (1-18 decimal digits, so it fits an int64)
+ * or what ws_cursor() returns, EPOCH:POS:XMIN:XMAX:XIP,... (16 lower-case
+ * hex digits, then numbers of 1-18 digits; the list may be empty).
+ */
+bool request_cursor_valid(const char *c);
+/*
+ * The ?since= resume cursor of target: false when absent; "0" (a cursor never
+ * found, so the client gets a reset) when it is not a valid cursor or does
+ * not fit in n bytes.
  */
 bool request_cursor(const char *target, char *out, size_t n);
 /* Is this Origin in the allowed list (comma list, "*" any; empty allows all)? */

@@ -1,7 +1,8 @@
 /*
  * fuzz_cursor.c: libFuzzer target for the ?since= cursor parser
  * (request_cursor in bridge/request.c, used by the gate for resume).
- * Checks the promise the gate relies on: the cursor is 1-18 decimal digits.
+ * Checks the promise the gate relies on: what it passes on is a message id
+ * (1-18 decimal digits) or a ws_cursor() value (request_cursor_valid).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,10 +22,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (request_cursor(target, since, sizeof(since))) {
 		size_t n = strlen(since);
 
-		if (n < 1 || n > 18 || strspn(since, "0123456789") != n)
+		if (n < 1 || strspn(since, "0123456789abcdef:,") != n || !request_cursor_valid(since))
 			abort();
-		/* fits an int64, as wsnotify_replay's bigint needs */
-		if (strtoll(since, NULL, 10) < 0)
+		/* an id fits an int64, as positions do */
+		if (strchr(since, ':') == NULL && strtoll(since, NULL, 10) < 0)
 			abort();
 	}
 	free(target);

@@ -243,10 +243,21 @@ def test_outbox_stays_bounded_without_a_bridge_single_message_transactions(db):
 def test_outbox_stays_bounded_without_a_bridge_batched_transactions(db):
     set_retention(db, "1s")
     sent = send_for(db, 4, per_tx=100, sessions=2)
+    # Two sessions of 100-message transactions commit faster (~260,000 msgs/s
+    # here) than the ordering worker positions them (~125,000/s,
+    # docs/design.md): what matters is that it catches up, and that the purge
+    # then keeps the outbox bounded.
+    t0 = time.time()
+    while not db.sql("SELECT wsnotify_order_barrier(30000)")[0][0] and time.time() - t0 < 60:
+        pass
+    bound = 2 * 1000 + 2 * 100 * 100
+    deadline = time.time() + 10     # the worker purges every second
+    while expired_rows(db) > bound and time.time() < deadline:
+        time.sleep(0.2)
     rows, overdue = db.sql("SELECT count(*) FROM websocket_message")[0][0], expired_rows(db)
-    print(f"\nsent {sent}, rows {rows}, overdue {overdue}")
+    print(f"\nsent {sent}, rows {rows}, overdue {overdue}, caught up in {time.time() - t0:.1f} s")
     assert sent > 20000
-    assert overdue <= 2 * 1000 + 2 * 100 * 100, (sent, rows, overdue)
+    assert overdue <= bound, (sent, rows, overdue)
 
 
 def test_outbox_stays_bounded_without_a_bridge_short_sessions(db):
