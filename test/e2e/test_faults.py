@@ -242,7 +242,7 @@ def test_outbox_stays_bounded_without_a_bridge_single_message_transactions(db):
 
 def test_outbox_stays_bounded_without_a_bridge_batched_transactions(db):
     set_retention(db, "1s")
-    sent = send_for(db, 4, per_tx=100, sessions=2)
+    sent = send_for(db, 2, per_tx=100, sessions=2)
     # Two sessions of 100-message transactions commit faster (~260,000 msgs/s
     # here) than the ordering worker positions them (~125,000/s,
     # docs/design.md): what matters is that it catches up, and that the purge
@@ -258,6 +258,12 @@ def test_outbox_stays_bounded_without_a_bridge_batched_transactions(db):
     print(f"\nsent {sent}, rows {rows}, overdue {overdue}, caught up in {time.time() - t0:.1f} s")
     assert sent > 20000
     assert overdue <= bound, (sent, rows, overdue)
+    # Let the worker finish purging before the database is dropped under it:
+    # a DROP DATABASE during a purge of ~500,000 rows crashed the server once
+    # (seen in make test, not reproduced alone; issue note).
+    deadline = time.time() + 20
+    while db.sql("SELECT count(*) FROM websocket_message")[0][0] > bound and time.time() < deadline:
+        time.sleep(0.5)
 
 
 def test_outbox_stays_bounded_without_a_bridge_short_sessions(db):
