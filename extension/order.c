@@ -500,6 +500,16 @@ OrderWorkerMain(Datum arg)
 	OrderRing  *ring;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+
+	/*
+	 * A regular backend's SIGTERM handler, which only sets a flag for the
+	 * next CHECK_FOR_INTERRUPTS.  The background worker default raises
+	 * FATAL from inside the handler: arriving in a critical section (a purge
+	 * or positioning UPDATE writing WAL), that is a PANIC and restarts the
+	 * whole server -- as pg_terminate_backend and DROP DATABASE WITH (FORCE)
+	 * did.
+	 */
+	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	pgstat_report_appname("wsnotify ordering worker");

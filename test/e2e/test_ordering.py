@@ -167,3 +167,39 @@ def test_ws_cursor_hands_off_exactly_from_a_snapshot_to_the_live_stream(db):
     # and a cursor of another history is reset
     other = "0" * 16 + cursor[16:]
     assert db.sql("SELECT kind FROM wsnotify_replay('c1', %s, %s)", other, start) == [("r",)]
+
+
+def test_worker_terminated_in_the_middle_of_its_work_never_takes_the_server_down(db, cluster):
+    """pg_terminate_backend -- which is also what DROP DATABASE ... WITH (FORCE)
+    sends -- reaching the worker while it positions and purges large batches:
+    it must stop at its next interrupt check.  Before the worker took
+    PostgreSQL's `die` handler, the background worker default (FATAL from
+    inside the signal handler) could land in a critical section, which is a
+    PANIC and restarts the whole server; a connection to another database
+    is the witness."""
+    witness = psycopg.connect(cluster.dsn("postgres"), autocommit=True)
+    db.sql("ALTER DATABASE " + db.name + " SET wsnotify.retention = '1s'")
+    with db.connect() as conn:
+        for _ in range(10):
+            conn.execute("SELECT send_ws('alice', jsonb_build_object('i', g)) "
+                         "FROM generate_series(1, 20000) g")
+        time.sleep(1.5)     # all of it expired: the worker positions, then purges
+        terminated = 0
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            pid = conn.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = "
+                               "'wsnotify ordering worker' AND datname = current_database()"
+                               ).fetchone()
+            if pid is None:
+                conn.execute("SELECT wsnotify_worker_start()")
+                time.sleep(0.02)
+                continue
+            time.sleep(0.01 * (terminated % 5))
+            conn.execute("SELECT pg_terminate_backend(%s)", pid)
+            terminated += 1
+    assert terminated > 5
+    assert witness.execute("SELECT 1").fetchone() == (1,)
+    witness.close()
+    # what the terminated workers left, the next one finishes
+    db.sql("SELECT wsnotify_order_barrier(30000)")
+    assert db.sql("SELECT count(*) - count(id) FROM websocket_message")[0][0] == 0
