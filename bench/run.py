@@ -26,6 +26,11 @@ shared machine, so it is also measured with every system's server up at once
 phases that alternate the systems; the summary's latency is the median of
 those phases.
 
+What sending costs the writing application (tpcb-like with each system's
+trigger and an INSERT-only floor, synchronous_commit off and on; send_ws
+against an INSERT of the same row at 8, 16 and 32 clients) is the last phase,
+bench/trigger_cost.py, which also runs alone.
+
 Usage: /usr/bin/python3 bench/run.py [--full] [--systems wsnotify,node,bun]
 (--systems: which systems, in the order they are measured)
 Writes bench/results/summary.json, bench/results/details.json, the plots
