@@ -26,6 +26,11 @@ shared machine, so it is also measured with every system's server up at once
 phases that alternate the systems; the summary's latency is the median of
 those phases.
 
+What sending costs the writing application (tpcb-like with each system's
+trigger and an INSERT-only floor, synchronous_commit off and on; send_ws
+against an INSERT of the same row at 8, 16 and 32 clients) is the last phase,
+bench/trigger_cost.py, which also runs alone.
+
 Usage: /usr/bin/python3 bench/run.py [--full] [--systems wsnotify,node,bun]
 (--systems: which systems, in the order they are measured)
 Writes bench/results/summary.json, bench/results/details.json, the plots
@@ -47,6 +52,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 import psycopg  # noqa: E402
+import trigger_cost  # noqa: E402
 from conftest import (BRIDGE, PGBIN, SECRET, Cluster, free_port, http_get,  # noqa: E402
                       parse_metrics, wait_for)
 from procstat import perf_record, rss_kib, sched_cpu_seconds, stop_proc  # noqa: E402
@@ -425,14 +431,15 @@ class Env:
             cur = c.execute(q, params or None)
             return cur.fetchall() if cur.description else None
 
-    def pgbench(self, script, clients, seconds, rate=None, builtin=None, jobs=2):
+    def pgbench(self, script, clients, seconds, rate=None, builtin=None, jobs=2, options=None):
         """Run pgbench; return its tps."""
-        return self.pgbench_counts(script, clients, seconds, rate, builtin, jobs)[0]
+        return self.pgbench_counts(script, clients, seconds, rate, builtin, jobs, options)[0]
 
-    def pgbench_counts(self, script, clients, seconds, rate=None, builtin=None, jobs=2):
+    def pgbench_counts(self, script, clients, seconds, rate=None, builtin=None, jobs=2,
+                       options=None):
         """Run pgbench; return (tps, transactions processed).  With -R the tps
         runs a few % above processed / seconds, so count what was sent with the
-        second."""
+        second.  options: the sessions' PGOPTIONS ("-c synchronous_commit=on")."""
         args = [os.path.join(PGBIN, "pgbench"), "-n", "-T", str(seconds), "-c", str(clients),
                 "-j", str(min(jobs, clients)), "-h", "127.0.0.1", "-p", str(self.cluster.port),
                 "-U", "postgres", "bench"]
@@ -446,7 +453,8 @@ class Env:
                 f.write(script + ";\n")
             os.chmod(path, 0o644)
             args += ["-f", path]
-        out = subprocess.run(args, capture_output=True, text=True)
+        env = dict(os.environ, PGOPTIONS=options) if options else None
+        out = subprocess.run(args, capture_output=True, text=True, env=env)
         tps = processed = None
         for line in out.stdout.splitlines():
             if line.startswith("tps = "):
@@ -669,33 +677,21 @@ def fanout(env, system, n, rounds, kinds=("broadcast", "topic"), around=None):
         system.stop()
 
 
-def pgbench_cost(env, systems, clients_list, seconds):
-    """(5) tpcb-like with and without a trigger sending to the user of each row."""
-    env.sql("DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_history, "
-            "pgbench_tellers")
-    subprocess.run([os.path.join(PGBIN, "pgbench"), "-q", "-i", "-s", "10", "-h", "127.0.0.1",
-                    "-p", str(env.cluster.port), "-U", "postgres", "bench"],
-                   capture_output=True, check=True)
-    out = {}
-    for clients in clients_list:
-        row = {"plain": env.pgbench(None, clients, seconds, builtin="tpcb-like", jobs=2)}
-        for s in systems:
-            # the peers' triggers are the same pg_notify but for the channel: measure it once
-            twin = next((t for t in systems if t.trigger_kind == s.trigger_kind
-                         and t.name in row), None)
-            if twin:
-                row[s.name] = row[twin.name]
-                continue
-            env.sql(f"CREATE FUNCTION bench_{s.name}() RETURNS trigger LANGUAGE plpgsql AS "
-                    f"$$ BEGIN {s.trigger_body()} RETURN NEW; END $$")
-            env.sql(f"CREATE TRIGGER bench_{s.name} AFTER INSERT ON pgbench_history "
-                    f"FOR EACH ROW EXECUTE FUNCTION bench_{s.name}()")
-            row[s.name] = env.pgbench(None, clients, seconds, builtin="tpcb-like", jobs=2)
-            env.sql(f"DROP TRIGGER bench_{s.name} ON pgbench_history")
-            env.sql(f"DROP FUNCTION bench_{s.name}()")
-        env.sql("TRUNCATE websocket_message")
-        out[clients] = row
-        log(f"  tpcb-like, {clients} clients: {row}")
+def pgbench_cost(env, systems, cfg):
+    """(5) tpcb-like with and without a trigger sending to the user of each row
+    (each system's kind of trigger, and the floor: one that only INSERTs the
+    row), synchronous_commit off and on; send_ws against an INSERT of the
+    same row at 8, 16 and 32 clients (bench/trigger_cost.py); then one
+    message per transaction against the alternatives."""
+    bodies = {}
+    for s in systems:    # the peers' triggers are the same pg_notify: measure it once
+        bodies.setdefault(s.trigger_kind, s.trigger_body())
+    bodies["floor"] = trigger_cost.FLOOR_BODY
+    trigger = trigger_cost.trigger_overhead(env, bodies, cfg["trigger_clients"],
+                                            cfg["trigger_seconds"], cfg["trigger_rounds"], log)
+    scaling = trigger_cost.send_vs_insert(env, cfg["scaling_clients"], cfg["trigger_seconds"],
+                                          cfg["trigger_rounds"], log=log)
+    clients_list, seconds = cfg["pgbench_clients"], cfg["pgbench_seconds"]
     # one message per transaction: send_ws against a bare pg_notify (which writes no WAL),
     # and against what a durable hand-written version costs: a row in an outbox table and
     # a pg_notify in one transaction, and the row alone
@@ -714,7 +710,7 @@ def pgbench_cost(env, systems, clients_list, seconds):
             "insert": env.pgbench(row_sql, clients, seconds)}
         env.sql("TRUNCATE websocket_message, bench_outbox")
         log(f"  one message per transaction, {clients} clients: {bare[clients]}")
-    return {"tpcb": out, "single": bare}
+    return {"trigger": trigger, "single_sync_on": scaling, "single": bare}
 
 
 def physical(sockets, frames):
@@ -758,8 +754,7 @@ def summarize(d, name):
     pu = s["per_user"][0]
     fan = s["fanout"][-1]
     lat = s.get("latency", {}).get("rate_500", {})
-    tp = d["pgbench"]["tpcb"]
-    overhead = max(100.0 * (1 - row[name] / row["plain"]) for row in tp.values())
+    overhead = trigger_cost.overhead_summary(d["pgbench"]["trigger"], SYSTEMS[name].trigger_kind)
     return {
         "idle_connections": max(i["connected"] for i in s["idle"]),
         "idle_rss_kib_per_conn": round(idle1["rss_kib_per_conn"], 2),
@@ -775,7 +770,7 @@ def summarize(d, name):
         "latency_phases": len(lat.get("phases", [None])),
         "broadcast_connections": fan["connections"],
         "broadcast_all_ms": fan["broadcast"]["all_ms"],
-        "trigger_overhead_pct": round(overhead, 1),
+        **overhead,
         **{f"{kind}_{fan['connections']}_deliveries_per_cpu_s": round(
             fan[kind]["deliveries_per_cpu_s"] or 0)
            for fan in s["fanout"] for kind in ("broadcast", "topic")},
@@ -802,7 +797,10 @@ def fanout_table(d, name):
     return "\n".join(lines)
 
 
-PEER_KEYS = (("peer", "Node.js peer"), ("peer_bun", "Bun peer"))
+# the columns beside wsnotify's: the peers, and the floor of the trigger rows
+# (a trigger that only INSERTs the row send_ws writes, into a plain table)
+PEER_KEYS = (("peer", "Node.js peer"), ("peer_bun", "Bun peer"),
+             ("trigger_floor", "INSERT-only trigger"))
 
 
 def table(summary):
@@ -919,6 +917,11 @@ def main():
         "rounds": 10 if full else 5,
         "pgbench_clients": [8, 32] if full else [8],
         "pgbench_seconds": 15 if full else 5,
+        # bench/trigger_cost.py: tpcb-like with each trigger, sync off and on, alternating
+        "trigger_clients": [8, 32],
+        "trigger_seconds": 5 if full else 1,
+        "trigger_rounds": 2,
+        "scaling_clients": [8, 16, 32],
         # the probe at the socket counts the scenarios use, to compare like with like
         "physical": [1000, 10000, 19000] if full else [1000, 5000],
         # the paced probe, at each fan-out count just before the first system's fan-out
@@ -955,7 +958,7 @@ def main():
                                         cfg["latency_seconds"], cfg["latency_reps"]).items():
             d["systems"][name]["latency"] = lat
         log("== pgbench")
-        d["pgbench"] = pgbench_cost(env, systems, cfg["pgbench_clients"], cfg["pgbench_seconds"])
+        d["pgbench"] = pgbench_cost(env, systems, cfg)
     finally:
         for s in systems:
             s.stop() if s.procs else None
@@ -971,6 +974,7 @@ def main():
     def physical_at(n):
         return probe_at(d["physical"], n)
 
+    summary["trigger_floor"] = trigger_cost.overhead_summary(d["pgbench"]["trigger"], "floor")
     summary["physical_writes_per_cpu_s"] = round(physical_at(cfg["users"][0]))
     single = d["pgbench"]["single"]
     fan_n = cfg["fanout"][-1]
@@ -985,6 +989,7 @@ def main():
             percent(v["send_ws"], v["pg_notify"]) for v in single.values()), 1),
         **{f"send_ws_pct_of_insert_and_pg_notify_tps_{c}": round(percent(
             v["send_ws"], v["insert_and_pg_notify"]), 1) for c, v in single.items()},
+        **trigger_cost.scaling_summary(d["pgbench"]["single_sync_on"]),
     }
     # every fan-out against both probes: the stream probe's ratio (above, and per kind
     # here) and the paced probe's, whose pacing matches the fan-out's rounds

@@ -6,8 +6,10 @@
  * backoff is exponential with full jitter, capped, and reset once a
  * connection has been stable; a frame that is not JSON emits `error` instead
  * of throwing.  On top of that it speaks wsnotify.v1 (docs/protocol.md):
- * it keeps the last cursor, resumes with `?since=`, drops duplicates,
- * reports resets, and matches replies to send() by request_id.
+ * it starts from the `since` cursor it was given (a message id, or what
+ * ws_cursor() returned where the application read its state), keeps the last
+ * cursor, resumes with `?since=`, drops duplicates, reports resets, and
+ * matches replies to send() by request_id.
  *
  * Topics: the client keeps the set of topics the application wants.  Every
  * connect names them in `?topics=` (so the server subscribes them in the
@@ -93,7 +95,13 @@ export interface WSClientOptions {
   replyTimeout?: number;
   /** How long an upgrade may take before it counts as failed, in ms (default 10000). */
   connectTimeout?: number;
-  /** A cursor to resume from on the first connect (e.g. saved in sessionStorage). */
+  /**
+   * Where the first connect starts (wsnotify.v1 only; plain mode ignores it):
+   * what `SELECT ws_cursor()` returned in the transaction that read the
+   * application's state ("load, then follow"), or a message id kept from an
+   * earlier page (e.g. in sessionStorage).  Opaque: sent as `?since=` as it is.
+   * Later connects resume from the last message received instead.
+   */
   since?: string | null;
   /** Whether to reconnect after this close (default: always, until close()). */
   shouldReconnect?: (info: CloseInfo) => boolean;
@@ -213,7 +221,10 @@ export class WSClient extends EventTarget {
     return this.currentState;
   }
 
-  /** The last v1 cursor received (sent as `since` on reconnect). */
+  /**
+   * The cursor the next connect resumes from (`?since=`): the `since` option
+   * until the first v1 message (or reset) arrives, then the last one's id.
+   */
   get lastId(): string | null {
     return this.cursor;
   }

@@ -95,6 +95,13 @@ export interface UseWebSocketClientArgs<T = unknown> {
   getToken?: GetToken;
   /** Called with each message's payload; the latest one given is used. */
   onMessage?: (data: T, event: WSMessageEvent<T>) => void;
+  /**
+   * Where the shared client's first connect starts: what `ws_cursor()`
+   * returned with the state this component shows (WSClientOptions.since;
+   * overrides `options.since`).  Read, like `options`, only by the component
+   * that creates the shared client: mount it once the state has loaded.
+   */
+  since?: string | null;
   /** Client options, used by whichever component creates the shared client. */
   options?: Omit<WSClientOptions, 'url' | 'getToken'>;
 }
@@ -109,7 +116,8 @@ export interface UseWebSocketClientResult {
 
 /** Subscribe this component to the shared client for `url`; returns it and its state. */
 export function useWebSocketClient<T = unknown>(
-  { url, getToken, onMessage, options }: UseWebSocketClientArgs<T>): UseWebSocketClientResult {
+  { url, getToken, onMessage, since, options }: UseWebSocketClientArgs<T>):
+    UseWebSocketClientResult {
   const onMessageRef = useRef(onMessage);
   const tokenSource = useRef<TokenSource>({ current: getToken }).current;
   useIsomorphicLayoutEffect(() => {
@@ -121,7 +129,8 @@ export function useWebSocketClient<T = unknown>(
   const [state, setState] = useState<ConnectionState>('idle');
 
   useEffect(() => {
-    const c = acquireClient(url, tokenSource, options);
+    const c = acquireClient(url, tokenSource,
+                            since === undefined ? options : { ...options, since });
     setClient(c);
     setState(c.state);
     const offState = c.on('statechange', (e) => setState(e.state));
@@ -133,7 +142,7 @@ export function useWebSocketClient<T = unknown>(
       offMessage();
       releaseClient(url, tokenSource);
     };
-    // options are read when the shared client is created, on purpose
+    // options and since are read when the shared client is created, on purpose
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [url]);
 

@@ -5,35 +5,23 @@
 // in `id`).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { Bridge, Cluster, freePort, launchChromium, makeSite, mintToken, waitFor } from './harness.mjs';
+import { mintToken, openBrowserPage, startWorld, stopWorld, waitFor } from './harness.mjs';
 
+let world;
 let cluster;
-let bridge;
-let chromium;
 let userSeq = 0;
 
 before(async () => {
-  cluster = new Cluster(await freePort());
-  cluster.init('binarytest');
-  const site = makeSite(path.join(cluster.dir, 'site'));
-  bridge = await new Bridge(cluster, await freePort(), site).start();
-  chromium = await launchChromium();
+  world = await startWorld('binarytest');
+  ({ cluster } = world);
 });
 
-after(async () => {
-  await chromium?.close();
-  await bridge?.stop();
-  cluster?.destroySync();
-});
+after(() => stopWorld(world));
 
 /** A page whose client (protocol given) is open; binary messages are recorded as byte arrays. */
 async function openClient(user, protocol) {
-  const context = await chromium.browser.newContext();
-  const page = await context.newPage();
-  page.on('pageerror', (err) => console.error('page error:', err.message));
-  await page.exposeFunction('nodeToken', () => mintToken(user));
-  await page.goto(bridge.url());
+  const { page, close } = await openBrowserPage(world.chromium, world.bridge.url(),
+                                                () => mintToken(user));
   await page.waitForFunction(() => window.wsnotifyLoaded === true, null, { timeout: 10000 });
   await page.evaluate((p) => {
     window.binary = [];
@@ -46,7 +34,7 @@ async function openClient(user, protocol) {
   await page.waitForFunction(() => window.t.client.state === 'open', null, { timeout: 10000 });
   await waitFor(() => cluster.sql(`SELECT count(*) FROM websocket_client WHERE user_id = '${user}'`) === '1',
                 { what: 'the connection row' });
-  return { page, close: () => context.close() };
+  return { page, close };
 }
 
 for (const protocol of ['plain', 'wsnotify.v1']) {

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  Bridge, Cluster, freePort, launchChromium, makeSite, mintToken, rawUpgrade, sleep, waitFor,
+  Bridge, Cluster, freePort, launchChromium, makeSite, mintToken, openBrowserPage, rawUpgrade,
+  sleep, waitFor,
 } from './harness.mjs';
 
 const FAST = { initialDelay: 200, maxDelay: 1000 };
@@ -72,13 +73,9 @@ function newUser() {
  * getToken() calls (default: a good token for `user`).
  */
 async function openPage(user, token = () => mintToken(user)) {
-  const context = await chromium.browser.newContext();
-  const page = await context.newPage();
-  page.on('pageerror', (err) => console.error('page error:', err.message));
-  await page.exposeFunction('nodeToken', (req) => token(req));
-  await page.goto(bridge.url());
-  await page.waitForFunction(() => window.wsnotifyLoaded === true, null, { timeout: 10000 });
-  return { page, close: () => context.close() };
+  const opened = await openBrowserPage(chromium, bridge.url(), token);
+  await opened.page.waitForFunction(() => window.wsnotifyLoaded === true, null, { timeout: 10000 });
+  return opened;
 }
 
 /** Start the page's client with `opts` and wait until it is open. */

@@ -193,6 +193,11 @@ full_page_writes = off
     return this.psql(this.db, sql);
   }
 
+  /** A psql session of its own on the test database, for transactions left open. */
+  session() {
+    return new Session(this.port, this.db);
+  }
+
   /** The bridge's connection string. */
   bridgeDsn() {
     return `host=127.0.0.1 port=${this.port} dbname=${this.db} user=bridge`;
@@ -207,6 +212,47 @@ full_page_writes = off
     }
     fs.rmSync(this.dir, { recursive: true, force: true });
     clusters.delete(this);
+  }
+}
+
+/**
+ * One long-lived psql process: query() runs SQL in it and resolves with the
+ * output, so a test can hold a transaction open while others commit.
+ */
+export class Session {
+  /** Start psql on `db` (nothing runs until query()). */
+  constructor(port, db) {
+    this.proc = spawn(path.join(PGBIN, 'psql'),
+                      ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1',
+                       '-p', String(port), '-U', 'postgres', '-d', db],
+                      { stdio: ['pipe', 'pipe', 'pipe'] });
+    children.add(this.proc);
+    this.proc.on('exit', () => children.delete(this.proc));
+    this.out = '';
+    this.err = '';
+    this.proc.stdout.on('data', (d) => { this.out += d; });
+    this.proc.stderr.on('data', (d) => { this.err += d; });
+    this.marks = 0;
+  }
+
+  /** Run `sql` (statements ending in ;) and resolve with what it printed. */
+  async query(sql) {
+    const mark = `__wsnotify_mark_${++this.marks}__`;
+    this.proc.stdin.write(`${sql}\n\\echo ${mark}\n`);
+    await waitFor(() => this.out.includes(mark) || this.proc.exitCode !== null,
+                  { what: `psql to run ${sql}` });
+    if (!this.out.includes(mark)) throw new Error(`psql failed: ${this.err}`);
+    const [before, after] = this.out.split(`${mark}\n`);
+    this.out = after ?? '';
+    return before.trim();
+  }
+
+  /** End the session (an open transaction rolls back). */
+  async close() {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    const exited = new Promise((resolve) => this.proc.once('exit', resolve));
+    this.proc.stdin.end();
+    await exited;
   }
 }
 
@@ -307,4 +353,37 @@ export async function launchChromium() {
            '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   return { browser, close: () => browser.close().catch(() => {}) };
+}
+
+/**
+ * A fresh browser context on `url` whose page answers getToken() with
+ * token(req) (exposed to it as window.nodeToken) and logs its errors.
+ */
+export async function openBrowserPage(chromium, url, token) {
+  const context = await chromium.browser.newContext();
+  const page = await context.newPage();
+  page.on('pageerror', (err) => console.error('page error:', err.message));
+  await page.exposeFunction('nodeToken', (req) => token(req));
+  await page.goto(url);
+  return { page, close: () => context.close() };
+}
+
+/**
+ * A suite's world: a cluster with database `db` (and `sql` run in it), a
+ * bridge serving the test site, and chromium.  Stop it with stopWorld().
+ */
+export async function startWorld(db, sql = null) {
+  const cluster = new Cluster(await freePort());
+  cluster.init(db);
+  if (sql) cluster.sql(sql);
+  const site = makeSite(path.join(cluster.dir, 'site'));
+  const bridge = await new Bridge(cluster, await freePort(), site).start();
+  return { cluster, site, bridge, chromium: await launchChromium() };
+}
+
+/** Stop what startWorld() started (what of it there is). */
+export async function stopWorld(world) {
+  await world?.chromium?.close();
+  await world?.bridge?.stop();
+  world?.cluster?.destroySync();
 }

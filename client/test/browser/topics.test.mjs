@@ -7,22 +7,18 @@
 // React page, seeded by a route over ws_presence(), with join and leave.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { Bridge, Cluster, freePort, launchChromium, makeSite, mintToken, sleep, waitFor }
-  from './harness.mjs';
+import { mintToken, openBrowserPage, sleep, startWorld, stopWorld, waitFor } from './harness.mjs';
 
 const FAST = { initialDelay: 200, maxDelay: 1000 };
+let world;
 let cluster;
 let bridge;
-let chromium;
 let userSeq = 0;
 
 before(async () => {
-  cluster = new Cluster(await freePort());
-  cluster.init('topics');
-  const site = makeSite(path.join(cluster.dir, 'site'));
   // $subscribe: rooms and the lobby are open, everything else is refused.
-  cluster.sql(`CREATE FUNCTION allow_rooms(c jsonb, m jsonb) RETURNS jsonb LANGUAGE sql AS
+  world = await startWorld('topics', `
+    CREATE FUNCTION allow_rooms(c jsonb, m jsonb) RETURNS jsonb LANGUAGE sql AS
       $$ SELECT to_jsonb(m->>'topic' LIKE 'room:%' OR m->>'topic' = 'lobby') $$;
     SELECT ws_route('$subscribe', 'allow_rooms(jsonb,jsonb)');
     CREATE FUNCTION who_is_here(c jsonb, m jsonb) RETURNS jsonb LANGUAGE sql AS
@@ -30,27 +26,17 @@ before(async () => {
          FROM ws_presence(m->>'topic') $$;
     SELECT ws_route('who_is_here', 'who_is_here(jsonb,jsonb)');
     SELECT ws_topic_presence('lobby')`);
-  bridge = await new Bridge(cluster, await freePort(), site).start();
-  chromium = await launchChromium();
+  ({ cluster, bridge } = world);
 });
 
-after(async () => {
-  await chromium?.close();
-  await bridge?.stop();
-  cluster?.destroySync();
-});
+after(() => stopWorld(world));
 
 /** A user name no other test uses. */
 const newUser = () => `t${++userSeq}`;
 
 /** A fresh browser context on `page` (default: the test page) for `user`. */
 async function openPage(user, where = '') {
-  const context = await chromium.browser.newContext();
-  const page = await context.newPage();
-  page.on('pageerror', (err) => console.error('page error:', err.message));
-  await page.exposeFunction('nodeToken', () => mintToken(user));
-  await page.goto(`${bridge.url()}${where}`);
-  return { page, close: () => context.close() };
+  return openBrowserPage(world.chromium, `${bridge.url()}${where}`, () => mintToken(user));
 }
 
 /** Start the test page's client with `opts` and wait until it is open. */

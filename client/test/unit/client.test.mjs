@@ -471,6 +471,51 @@ test('v1: the since option seeds the first connect', async () => {
   client.close();
 });
 
+// what ws_cursor() returns: epoch, position, xmin, xmax, in-flight xids (docs/protocol.md)
+const SNAPSHOT = '0123456789abcdef:42:100:105:101,103';
+
+test('v1: a ws_cursor() value as since starts the first connect as it is', async () => {
+  const { client } = await started({ since: SNAPSHOT });
+  assert.equal(FakeWebSocket.last().url.searchParams.get('since'), SNAPSHOT);
+  assert.equal(client.lastId, SNAPSHOT);
+  client.close();
+});
+
+test('v1: after a ws_cursor() start every message is kept, whatever its id', async () => {
+  const { client } = await started({ since: SNAPSHOT });
+  const messages = record(client, 'message');
+  FakeWebSocket.last().accept();
+  // a transaction in flight at the snapshot may have a position below the cursor's
+  for (const id of ['40', '43', '44']) FakeWebSocket.last().deliver({ id, data: id });
+  assert.deepEqual(messages.map((m) => m.id), ['40', '43', '44']);
+  assert.equal(client.duplicatesDropped, 0);
+  client.close();
+});
+
+test('v1: after a ws_cursor() start, reconnects resume from the last message id', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { client } = await started({ since: SNAPSHOT });
+  FakeWebSocket.last().accept();
+  FakeWebSocket.last().deliver({ id: '43', data: 1 });
+  FakeWebSocket.last().drop(1006);
+  await advance(t, 499);
+  assert.equal(FakeWebSocket.last().url.searchParams.get('since'), '43');
+  assert.equal(client.lastId, '43');
+  client.close();
+});
+
+test('v1: a reconnect before any message starts from the ws_cursor() value again',
+     async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { client } = await started({ since: SNAPSHOT });
+  FakeWebSocket.last().accept();
+  FakeWebSocket.last().drop(1006);
+  await advance(t, 499);
+  assert.equal(FakeWebSocket.instances.length, 2);
+  assert.equal(FakeWebSocket.last().url.searchParams.get('since'), SNAPSHOT);
+  client.close();
+});
+
 test('v1: duplicates (id <= last) are dropped, across a reconnect replay', async (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const { client } = await started();

@@ -14,8 +14,8 @@ const h = React.createElement;
 const OPTIONS = { WebSocket: FakeWebSocket, online: null };
 
 /** A component that reports what the hook returned on each render. */
-function Probe({ url, getToken, onMessage, report }) {
-  const result = useWebSocketClient({ url, getToken, onMessage, options: OPTIONS });
+function Probe({ url, getToken, onMessage, report, since, options = OPTIONS }) {
+  const result = useWebSocketClient({ url, getToken, onMessage, since, options });
   report?.(result);
   return h('span', null, result.state);
 }
@@ -137,5 +137,27 @@ test('a new mount after the last unmount gets a fresh, open client', async () =>
   await act(async () => FakeWebSocket.last().accept(''));
   assert.equal(r.toJSON().children[0], 'open');
   await act(async () => r.unmount());
+  await settle();
+});
+
+test('since starts the shared client at that cursor (load, then follow)', async () => {
+  const cursor = '0123456789abcdef:42:100:105:';
+  const r = await render(h(Probe, { url: 'ws://a.test/', since: cursor }));
+  assert.equal(FakeWebSocket.instances.length, 1);
+  assert.equal(FakeWebSocket.last().url.searchParams.get('since'), cursor);
+  await act(async () => r.unmount());
+  await settle();
+});
+
+test("the hook's since overrides options.since; options.since alone works too", async () => {
+  const both = await render(h(Probe, { url: 'ws://a.test/', since: '77',
+                                       options: { ...OPTIONS, since: '5' } }));
+  assert.equal(FakeWebSocket.last().url.searchParams.get('since'), '77');
+  await act(async () => both.unmount());
+  await settle();
+  const alone = await render(h(Probe, { url: 'ws://b.test/',
+                                        options: { ...OPTIONS, since: '5' } }));
+  assert.equal(FakeWebSocket.last().url.searchParams.get('since'), '5');
+  await act(async () => alone.unmount());
   await settle();
 });
