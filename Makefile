@@ -26,7 +26,8 @@ OBJS         = extension/wsnotify.o \
                extension/outbox.o \
                extension/clients.o \
                extension/util.o \
-               extension/order.o
+               extension/order.o \
+               extension/signal.o
 DATA         = $(wildcard extension/wsnotify--*.sql)
 PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"
 

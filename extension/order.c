@@ -176,6 +176,7 @@ static void OrderNotify(Oid namespace, SPITupleTable *rows, uint64 count);
 static bool OrderInlineAppend(StringInfo plain, HeapTuple row, TupleDesc desc);
 static void OrderStartPosition(Oid namespace);
 static void OrderMaybePurge(void);
+static void OrderRelaySignals(void);
 static void OrderPublish(uint64 head, uint64 overflow, bool ready);
 static void OrderApplySettings(void);
 
@@ -284,9 +285,20 @@ OrderAppend(FullTransactionId xid)
 	ring = my_ring;
 	if (!OrderRingPush(ring, U64FromFullTransactionId(xid)))
 		pg_atomic_fetch_add_u64(&ring->overflow, 1);
-	if (ring->worker_procno < 0)
-		OrderLaunch(ring, false);
-	OrderWake(ring);
+	OrderKick();
+}
+
+/*
+ * Wake this database's worker, launching it if none runs: it has entries
+ * or signals (signal.c) to handle.
+ */
+void
+OrderKick(void)
+{
+	(void) OrderAvailable();
+	if (my_ring->worker_procno < 0)
+		OrderLaunch(my_ring, false);
+	OrderWake(my_ring);
 }
 
 /*
@@ -532,6 +544,7 @@ OrderWorkerMain(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			OrderApplySettings();
 		}
+		OrderRelaySignals();
 		done = OrderRunBatch(&rescan);
 		OrderMaybePurge();
 		if (done == 0)
@@ -941,6 +954,27 @@ OrderMaybePurge(void)
 	CommitTransactionCommand();
 	order_unpurged = 0;
 	order_purged_at = now;
+}
+
+/*
+ * Relay the queued signals (signal.c) in a transaction of their own, ahead
+ * of the batch, whose xid waits they must not sit behind.
+ */
+static void
+OrderRelaySignals(void)
+{
+	Oid			namespace;
+
+	if (!SignalPending())
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	namespace = OrderNamespace();
+	if (OidIsValid(namespace))
+		(void) SignalRelay(namespace);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
 }
 
 /* Publish the worker's progress to wsnotify_order_barrier(). */

@@ -81,7 +81,6 @@ static Oid	RoutesResolveHandler(const char *signature);
 static Jsonb *RoutesCall(const Route *route, const char *route_name,
 						 Jsonb *connection, Datum message, bool message_null);
 static Jsonb *RoutesConnectionById(Oid namespace, const char *connection_id);
-static char *RoutesJsonbField(Jsonb *object, const char *key, bool as_text);
 static void RoutesSetContext(Jsonb *connection);
 static uint64 RoutesExec(Oid namespace, const char *sql, int nargs,
 						 Oid *types, Datum *values, bool as_owner,
@@ -213,8 +212,8 @@ ws_unroute(PG_FUNCTION_ARGS)
  * Run the handler for a client's message: the route named by its "action",
  * else $default.  Actions starting with '$' never name a route, so a client
  * cannot trigger $connect or $disconnect.  Raises SQLSTATE 42883 when
- * neither exists.  The built-in subscribe and unsubscribe actions are
- * answered by topics.c.
+ * neither exists.  The built-in actions (subscribe, unsubscribe, signal,
+ * track, refresh) are answered by topics.c.
  */
 Datum
 wsnotify_invoke(PG_FUNCTION_ARGS)
@@ -238,10 +237,13 @@ wsnotify_invoke(PG_FUNCTION_ARGS)
 		action = RoutesJsonbField(message, "action", false);
 	if (action != NULL && action[0] == '$')
 		action = NULL;
-	if (action != NULL && (strcmp(action, "subscribe") == 0 ||
-						   strcmp(action, "unsubscribe") == 0))
-		PG_RETURN_JSONB_P(TopicClientAction(namespace, connection_id, action,
-											RoutesJsonbField(message, "topic", false)));
+	if (action != NULL && TopicIsClientAction(action))
+	{
+		result = TopicClientAction(namespace, connection_id, action, message);
+		if (result == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_JSONB_P(result);
+	}
 	if (!(action && RoutesLookup(namespace, action, &route, NULL)) &&
 		!RoutesLookup(namespace, "$default", &route, NULL))
 		ereport(ERROR,
@@ -326,7 +328,8 @@ wsnotify_invoke_binary(PG_FUNCTION_ARGS)
 }
 
 /*
- * A route is $connect, $disconnect, $default, $subscribe, or an action name
+ * A route is $connect, $disconnect, $default, $subscribe, $signal, $binary,
+ * or an action name
  * of letters, digits and _ . : - (at most ROUTE_NAME_MAX bytes).
  */
 static void
@@ -337,13 +340,13 @@ RoutesCheckName(const char *route)
 
 	if (strcmp(route, "$connect") == 0 || strcmp(route, "$disconnect") == 0 ||
 		strcmp(route, "$default") == 0 || strcmp(route, "$subscribe") == 0 ||
-		strcmp(route, ROUTE_BINARY) == 0)
+		strcmp(route, "$signal") == 0 || strcmp(route, ROUTE_BINARY) == 0)
 		return;
-	if (strcmp(route, "subscribe") == 0 || strcmp(route, "unsubscribe") == 0)
+	if (TopicIsClientAction(route))
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
 				 errmsg("action \"%s\" is built in", route),
-				 errhint("Authorize subscriptions with a $subscribe route.")));
+				 errhint("Authorize subscriptions with a $subscribe route and signals with a $signal route.")));
 	for (p = route; *p; p++)
 		if (!(isalnum((unsigned char) *p) || strchr("_.:-", *p)))
 			break;
@@ -351,7 +354,7 @@ RoutesCheckName(const char *route)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid route name"),
-				 errdetail("A route is $connect, $disconnect, $default, $subscribe, $binary, or 1 to %d letters, digits, \"_\", \".\", \":\" or \"-\".",
+				 errdetail("A route is $connect, $disconnect, $default, $subscribe, $signal, $binary, or 1 to %d letters, digits, \"_\", \".\", \":\" or \"-\".",
 						   ROUTE_NAME_MAX)));
 }
 
@@ -546,7 +549,7 @@ RoutesConnectionById(Oid namespace, const char *connection_id)
  * A top-level field of a JSON object: strings as their text; other values
  * as JSON text when as_text, else NULL.  NULL when absent.
  */
-static char *
+char *
 RoutesJsonbField(Jsonb *object, const char *key, bool as_text)
 {
 	JsonbValue *value = getKeyJsonValueFromContainer(&object->root, key,

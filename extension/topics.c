@@ -41,15 +41,16 @@ PG_FUNCTION_INFO_V1(ws_unsubscribe);
 
 /*---- GUC variables ----*/
 static int	topics_presence_debounce = 5;
+static int	topics_presence_state_max_size = 4096;
 
 static char *TopicArgument(FunctionCallInfo fcinfo, int argno);
-static int32 TopicSubscriberCount(Oid namespace, const char *topic);
 static int64 TopicExec(Oid namespace, const char *sql, int nargs,
 					   Datum *values, bool as_owner);
 
 /*
- * Define the settings of topics; called once from _PG_init.  The debounce
- * is read by the bridges' heartbeat SQL (wsnotify_heartbeat), not here.
+ * Define the settings of topics; called once from _PG_init.  They are read
+ * by SQL, not here: the debounce by the bridges' heartbeat
+ * (wsnotify_heartbeat), the state size by wsnotify_client_track.
  */
 void
 TopicsInit(void)
@@ -59,6 +60,13 @@ TopicsInit(void)
 							"A user back within it (a reconnect blip) gets neither a leave nor a join frame.",
 							&topics_presence_debounce, 5, 0, 3600,
 							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("wsnotify.presence_state_max_size",
+							"Largest presence state a connection may track, in bytes of JSON text.",
+							"A larger state in a track action gets an error frame.",
+							&topics_presence_state_max_size, 4096, 0, 1024 * 1024,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 }
 
@@ -77,7 +85,7 @@ publish_ws(PG_FUNCTION_ARGS)
 
 	SendCheckWritable("publish_ws()");
 	SendQueue(fcinfo, 't', cstring_to_text(topic), message);
-	PG_RETURN_INT32(TopicSubscriberCount(namespace, topic));
+	PG_RETURN_INT32(TopicSubscribers(namespace, topic));
 }
 
 /*
@@ -94,15 +102,15 @@ publish_ws_binary(PG_FUNCTION_ARGS)
 
 	SendCheckWritable("publish_ws_binary()");
 	SendQueueBinary(fcinfo, 't', cstring_to_text(topic), message);
-	PG_RETURN_INT32(TopicSubscriberCount(namespace, topic));
+	PG_RETURN_INT32(TopicSubscribers(namespace, topic));
 }
 
 /*
- * How many connections are subscribed to topic now: what publish_ws and
- * publish_ws_binary return.
+ * How many connections are subscribed to topic now: what publish_ws,
+ * publish_ws_binary and signal_ws return.
  */
-static int32
-TopicSubscriberCount(Oid namespace, const char *topic)
+int32
+TopicSubscribers(Oid namespace, const char *topic)
 {
 	static UtilPlan count_plan = {InvalidOid, NULL};
 	Oid			types[1] = {TEXTOID};
@@ -211,37 +219,70 @@ TopicCheckName(const char *topic, int sqlstate)
 						   TOPIC_NAME_MAX)));
 }
 
+/* Whether a client action is built in (answered here, never a route). */
+bool
+TopicIsClientAction(const char *action)
+{
+	static const char *const built_in[] = {"subscribe", "unsubscribe", "signal",
+	"track", "refresh"};
+
+	for (int i = 0; i < lengthof(built_in); i++)
+		if (strcmp(action, built_in[i]) == 0)
+			return true;
+	return false;
+}
+
 /*
- * A client's built-in subscribe or unsubscribe action, run for the bridge
- * by wsnotify_invoke.  Refusals are SQLSTATE P0001, so that the bridge shows
- * their message to the client as it does a handler's RAISE.  Returns the
- * reply: {"subscribed": topic} or {"unsubscribed": topic}.
+ * Answer a built-in client action (TopicIsClientAction) of a connection:
+ * subscribe and unsubscribe (with a reply that names the topic), signal,
+ * track and refresh, each by its wsnotify_client_* function.  NULL: no
+ * reply.
  */
 Jsonb *
 TopicClientAction(Oid namespace, const char *connection_id,
-				  const char *action, const char *topic)
+				  const char *action, Jsonb *message)
 {
 	bool		subscribe = strcmp(action, "subscribe") == 0;
 	Datum		values[2];
 	char	   *reply;
 
-	if (topic == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_RAISE_EXCEPTION),
-				 errmsg("%s needs a \"topic\" string", action)));
-	TopicCheckName(topic, ERRCODE_RAISE_EXCEPTION);
 	values[0] = CStringGetTextDatum(connection_id);
-	values[1] = CStringGetTextDatum(topic);
-	TopicExec(namespace,
-			  psprintf("SELECT %s($1, $2)",
-					   UtilQualifiedName(namespace, subscribe ?
+	if (subscribe || strcmp(action, "unsubscribe") == 0)
+	{
+		char	   *topic = RoutesJsonbField(message, "topic", false);
+
+		if (topic == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_RAISE_EXCEPTION),
+					 errmsg("%s needs a \"topic\" string", action)));
+		TopicCheckName(topic, ERRCODE_RAISE_EXCEPTION);
+		values[1] = CStringGetTextDatum(topic);
+		TopicExec(namespace,
+				  psprintf("SELECT %s($1, $2)",
+						   UtilQualifiedName(namespace, subscribe ?
 											 "wsnotify_client_subscribe" :
 											 "wsnotify_client_unsubscribe")),
-			  2, values, false);
-	/* A valid topic name needs no escaping inside a JSON string. */
-	reply = psprintf("{\"%s\": \"%s\"}",
-					 subscribe ? "subscribed" : "unsubscribed", topic);
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(reply)));
+				  2, values, false);
+		/* A valid topic name needs no escaping inside a JSON string. */
+		reply = psprintf("{\"%s\": \"%s\"}",
+						 subscribe ? "subscribed" : "unsubscribed", topic);
+		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(reply)));
+	}
+	else
+	{
+		Oid			types[2] = {TEXTOID, JSONBOID};
+		Datum		result;
+		bool		isnull;
+		UtilStatement stmt = {NULL, 2, types, values, NULL, false, NULL};
+
+		values[1] = JsonbPGetDatum(message);
+		stmt.sql = psprintf("SELECT %s($1, $2)",
+							UtilQualifiedName(namespace,
+											  psprintf("wsnotify_client_%s", action)));
+		if (UtilExec(namespace, &stmt, &result, &isnull, 1) != 1 || isnull)
+			return NULL;
+		return DatumGetJsonbP(result);
+	}
 }
 
 /*

@@ -285,3 +285,295 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Presence with state (1.1): a connection's tracked state per topic; join,
+-- leave and update frames carry it.
+ALTER TABLE @extschema@.websocket_subscription
+    ADD COLUMN state jsonb,
+    ADD COLUMN state_at timestamptz;
+ALTER TABLE @extschema@.websocket_presence_leaving
+    ADD COLUMN state jsonb;
+DROP FUNCTION @extschema@.ws_presence(text);
+CREATE FUNCTION @extschema@.ws_presence(topic text)
+RETURNS TABLE (user_id text, connections integer, state jsonb)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.user_id, count(*)::integer,
+           (array_agg(s.state ORDER BY s.state_at DESC NULLS LAST))[1]
+    FROM @extschema@.websocket_subscription s
+    WHERE s.topic = $1
+    GROUP BY s.user_id
+    ORDER BY s.user_id
+$$;
+COMMENT ON FUNCTION @extschema@.ws_presence(text) IS
+    'the users subscribed to a topic now, with their connection counts and latest tracked state';
+CREATE OR REPLACE FUNCTION @extschema@.wsnotify_presence_subscribed()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.websocket_topic t
+                   WHERE t.topic = NEW.topic AND t.presence) THEN
+        RETURN NULL;
+    END IF;
+    -- Two connections of one user subscribing at once: one join.
+    PERFORM pg_advisory_xact_lock(hashtext(NEW.topic), hashtext(NEW.user_id));
+    DELETE FROM @extschema@.websocket_presence_leaving l
+    WHERE l.topic = NEW.topic AND l.user_id = NEW.user_id;
+    IF FOUND OR EXISTS (SELECT 1 FROM @extschema@.websocket_subscription s
+                        WHERE s.topic = NEW.topic AND s.user_id = NEW.user_id
+                          AND s.connection_id <> NEW.connection_id) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM @extschema@.publish_ws(NEW.topic,
+        jsonb_build_object('presence', 'join', 'topic', NEW.topic,
+                           'user_id', NEW.user_id));
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION @extschema@.wsnotify_presence_unsubscribed()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.websocket_topic t
+                   WHERE t.topic = OLD.topic AND t.presence) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext(OLD.topic), hashtext(OLD.user_id));
+    IF EXISTS (SELECT 1 FROM @extschema@.websocket_subscription s
+               WHERE s.topic = OLD.topic AND s.user_id = OLD.user_id) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO @extschema@.websocket_presence_leaving AS l (topic, user_id, state)
+    VALUES (OLD.topic, OLD.user_id, OLD.state)
+    ON CONFLICT (topic, user_id) DO UPDATE SET left_at = now(), state = OLD.state;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION @extschema@.wsnotify_publish_leaves()
+RETURNS integer
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH due AS (
+        DELETE FROM @extschema@.websocket_presence_leaving l
+        WHERE l.left_at < now() - current_setting('wsnotify.presence_debounce')::interval
+        RETURNING l.topic, l.user_id, l.state
+    )
+    SELECT count(@extschema@.publish_ws(due.topic,
+               jsonb_build_object('presence', 'leave', 'topic', due.topic,
+                                  'user_id', due.user_id)
+               -- the state the user left with, when they had one
+               || CASE WHEN due.state IS NULL THEN '{}'::jsonb
+                       ELSE jsonb_build_object('state', due.state) END))::integer
+    FROM due
+    WHERE NOT EXISTS (SELECT 1 FROM @extschema@.websocket_subscription s
+                      WHERE s.topic = due.topic AND s.user_id = due.user_id);
+$$;
+
+-- Signals (1.1, signal.c): to a topic's subscribers at once, outside any
+-- commit; never stored. The bridges relay them through the ordering worker.
+CREATE FUNCTION @extschema@.signal_ws(topic text, message jsonb)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'signal_ws'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.signal_ws(text, jsonb) IS
+    'send a signal to every connection subscribed to a topic, now (not stored, not replayed)';
+
+-- signal_ws for a client's signal: sender (a connection id, or NULL) does
+-- not get it back.
+CREATE FUNCTION @extschema@.wsnotify_signal(topic text, message jsonb, sender text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'wsnotify_signal'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+-- Signals of this database dropped by a full queue since the server started
+-- (the bridges' /metrics).
+CREATE FUNCTION @extschema@.wsnotify_signals_dropped()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'wsnotify_signals_dropped'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+-- The connection a client action runs for, as route handlers receive it.
+CREATE FUNCTION @extschema@.wsnotify_connection(connection_id text)
+RETURNS jsonb
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('connection_id', c.connection_id,
+                              'user_id', c.user_id, 'bridge_id', c.bridge_id,
+                              'connected_at', c.connected_at,
+                              'remote_addr', c.remote_addr,
+                              'user_agent', c.user_agent, 'claims', c.claims)
+    FROM @extschema@.websocket_client c WHERE c.connection_id = $1
+$$;
+
+-- A client's {"action": "signal", "topic": ..., "data": ..., "echo": bool}:
+-- allowed by the $signal route (true to allow), then sent to the topic's
+-- subscribers, the sender only when it asked for an echo. No reply.
+CREATE FUNCTION @extschema@.wsnotify_client_signal(connection_id text,
+                                                   message jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    topic text := message ->> 'topic';
+    conn jsonb;
+    verdict jsonb;
+    failed_state text;
+    failed_message text;
+    failed_detail text;
+BEGIN
+    IF jsonb_typeof(message -> 'topic') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'signal needs a "topic" string' USING ERRCODE = 'raise_exception';
+    END IF;
+    IF NOT message ? 'data' THEN
+        RAISE EXCEPTION 'signal needs "data"' USING ERRCODE = 'raise_exception';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.websocket_route r
+                   WHERE r.route = '$signal') THEN
+        RAISE EXCEPTION 'signals are not allowed'
+            USING ERRCODE = 'raise_exception',
+                  HINT = 'Register a $signal route to let clients send signals.';
+    END IF;
+    conn := @extschema@.wsnotify_connection($1);
+    IF conn IS NULL THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        verdict := @extschema@.wsnotify_invoke_route('$signal', conn, message);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE,
+                                failed_message = MESSAGE_TEXT;
+        IF failed_state LIKE 'P0%' THEN
+            RAISE EXCEPTION '%', failed_message USING ERRCODE = 'raise_exception';
+        END IF;
+        RAISE EXCEPTION 'signal refused'
+            USING ERRCODE = 'raise_exception',
+                  DETAIL = format('The $signal handler failed with SQLSTATE %s: %s',
+                                  failed_state, failed_message);
+    END;
+    IF verdict IS DISTINCT FROM 'true'::jsonb THEN
+        RAISE EXCEPTION 'signal to "%" refused', topic USING ERRCODE = 'raise_exception';
+    END IF;
+    BEGIN
+        PERFORM @extschema@.wsnotify_signal(topic, message -> 'data',
+            CASE WHEN message -> 'echo' = 'true'::jsonb THEN NULL ELSE $1 END);
+    EXCEPTION WHEN invalid_parameter_value OR program_limit_exceeded THEN
+        GET STACKED DIAGNOSTICS failed_message = MESSAGE_TEXT,
+                                failed_detail = PG_EXCEPTION_DETAIL;
+        RAISE EXCEPTION '%', failed_message
+            USING ERRCODE = 'raise_exception', DETAIL = failed_detail;
+    END;
+    RETURN NULL;
+END
+$$;
+
+-- A client's {"action": "track", "topic": ..., "state": {...}}: the state of
+-- its presence in a topic it is subscribed to (null clears it); presence
+-- topics get an update frame. Replies {"tracked": topic}.
+CREATE FUNCTION @extschema@.wsnotify_client_track(connection_id text,
+                                                  message jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    topic text := message ->> 'topic';
+    new_state jsonb := nullif(message -> 'state', 'null'::jsonb);
+    limit_bytes integer := current_setting('wsnotify.presence_state_max_size')::integer;
+    who text;
+BEGIN
+    IF jsonb_typeof(message -> 'topic') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'track needs a "topic" string' USING ERRCODE = 'raise_exception';
+    END IF;
+    IF octet_length(new_state::text) > limit_bytes THEN
+        RAISE EXCEPTION 'presence state too large'
+            USING ERRCODE = 'raise_exception',
+                  DETAIL = format('A presence state is at most %s bytes of JSON; this one is %s.',
+                                  limit_bytes, octet_length(new_state::text));
+    END IF;
+    UPDATE @extschema@.websocket_subscription AS s
+    SET state = new_state, state_at = clock_timestamp()
+    WHERE s.connection_id = $1 AND s.topic = message ->> 'topic'
+    RETURNING s.user_id INTO who;
+    IF who IS NULL THEN
+        RAISE EXCEPTION 'not subscribed to "%"', topic
+            USING ERRCODE = 'raise_exception',
+                  HINT = 'Subscribe to the topic before tracking a state in it.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM @extschema@.websocket_topic t
+               WHERE t.topic = message ->> 'topic' AND t.presence) THEN
+        PERFORM @extschema@.publish_ws(topic,
+            jsonb_build_object('presence', 'update', 'topic', topic,
+                               'user_id', who, 'state', new_state));
+    END IF;
+    RETURN jsonb_build_object('tracked', topic);
+END
+$$;
+
+-- A client's {"action": "refresh", "token": ...}: the token is verified as
+-- at connect and must name the same user; the connection's claims and
+-- expiry become the new token's. Replies {"refreshed": true, "expires_at":
+-- epoch seconds or null}, which the bridge reads to move its 4001 timer.
+CREATE FUNCTION @extschema@.wsnotify_client_refresh(connection_id text,
+                                                    message jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    was text;
+    new_claims jsonb;
+    expires timestamptz;
+    failed_message text;
+BEGIN
+    IF jsonb_typeof(message -> 'token') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'refresh needs a "token" string' USING ERRCODE = 'raise_exception';
+    END IF;
+    SELECT c.user_id INTO was FROM @extschema@.websocket_client c
+    WHERE c.connection_id = $1;
+    IF was IS NULL THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        new_claims := @extschema@.verify_token(message ->> 'token');
+    EXCEPTION WHEN invalid_authorization_specification THEN
+        GET STACKED DIAGNOSTICS failed_message = MESSAGE_TEXT;
+        RAISE EXCEPTION 'token refused: %', failed_message USING ERRCODE = 'raise_exception';
+    END;
+    IF new_claims ->> current_setting('wsnotify.user_claim') IS DISTINCT FROM was THEN
+        RAISE EXCEPTION 'token refused: it names another user'
+            USING ERRCODE = 'raise_exception',
+                  HINT = 'A refresh keeps the connection''s user; connect again to change it.';
+    END IF;
+    IF new_claims ? 'exp' THEN
+        expires := to_timestamp((new_claims ->> 'exp')::double precision);
+    END IF;
+    UPDATE @extschema@.websocket_client AS c
+    SET claims = new_claims, expires_at = expires
+    WHERE c.connection_id = $1;
+    RETURN jsonb_build_object('refreshed', true,
+                              'expires_at', floor(extract(epoch FROM expires))::bigint);
+END
+$$;
+
+REVOKE ALL ON FUNCTION
+    @extschema@.wsnotify_signal(text, jsonb, text),
+    @extschema@.wsnotify_signals_dropped(),
+    @extschema@.wsnotify_connection(text),
+    @extschema@.wsnotify_client_signal(text, jsonb),
+    @extschema@.wsnotify_client_track(text, jsonb),
+    @extschema@.wsnotify_client_refresh(text, jsonb)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.wsnotify_signals_dropped(),
+    @extschema@.wsnotify_client_signal(text, jsonb),
+    @extschema@.wsnotify_client_track(text, jsonb),
+    @extschema@.wsnotify_client_refresh(text, jsonb)
+TO wsnotify_bridge;

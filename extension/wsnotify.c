@@ -33,6 +33,7 @@ _PG_init(void)
 	TokenInit();
 	SendInit();
 	OrderInit();
+	SignalInit();
 	TopicsInit();
 	RoutesInit();
 	MarkGUCPrefixReserved("wsnotify");

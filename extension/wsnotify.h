@@ -42,11 +42,28 @@ extern void SendCheckWritable(const char *function_name);
 /*---- topics.c ----*/
 extern void TopicsInit(void);
 extern void TopicCheckName(const char *topic, int sqlstate);
+extern bool TopicIsClientAction(const char *action);
 extern Jsonb *TopicClientAction(Oid namespace, const char *connection_id,
-								const char *action, const char *topic);
+								const char *action, Jsonb *message);
+extern int32 TopicSubscribers(Oid namespace, const char *topic);
+
+/*---- signal.c ----*/
+
+/*
+ * Largest signal, in bytes of JSON text: with its topic and sender, sealed
+ * and in base64, it still fits one NOTIFY payload (under 8000 bytes).  The
+ * bridge's signal_max_size cannot be set above it.
+ */
+#define SIGNAL_MAX_SIZE 4096
+#define SIGNAL_SENDER_MAX 256
+
+extern void SignalInit(void);
+extern bool SignalPending(void);
+extern int	SignalRelay(Oid namespace);
 
 /*---- routes.c ----*/
 extern void RoutesInit(void);
+extern char *RoutesJsonbField(Jsonb *object, const char *key, bool as_text);
 
 /*---- token.c ----*/
 extern Jsonb *TokenVerifyConfigured(const char *token);
@@ -58,6 +75,7 @@ extern void TokenInit(void);
 extern void OrderInit(void);
 extern bool OrderAvailable(void);
 extern void OrderAppend(FullTransactionId xid);
+extern void OrderKick(void);
 
 /* seal.c: inline NOTIFY payloads, sealed with AES-256-GCM */
 extern void SealPrepare(Oid namespace);

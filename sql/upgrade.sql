@@ -40,4 +40,46 @@ SELECT count(*) AS columns FROM pg_attribute
 WHERE attrelid = 'websocket_message'::regclass AND attnum > 0 AND NOT attisdropped;
 SELECT indexrelid::regclass AS index FROM pg_index
 WHERE indrelid = 'websocket_message'::regclass ORDER BY 1;
+
+-- ... and so is every function (arguments, result, body, settings, grants),
+-- column, index, trigger and table grant
+CREATE FUNCTION pg_temp.schema_of_wsnotify() RETURNS SETOF text
+LANGUAGE sql AS $$
+    SELECT format('function %s(%s) %s %s %s %s %s %s', p.proname,
+                  pg_get_function_identity_arguments(p.oid), pg_get_function_result(p.oid),
+                  p.provolatile, p.prosecdef, p.proconfig, p.proacl, md5(p.prosrc))
+    FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
+    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'wsnotify'
+    UNION ALL
+    SELECT format('column %s.%s %s %s %s', c.relname, a.attname,
+                  format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                  pg_get_expr(ad.adbin, ad.adrelid))
+    FROM pg_class c JOIN pg_depend d ON d.objid = c.oid AND d.classid = 'pg_class'::regclass
+    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'wsnotify'
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+    UNION ALL
+    SELECT format('table %s %s', c.relname, c.relacl)
+    FROM pg_class c JOIN pg_depend d ON d.objid = c.oid AND d.classid = 'pg_class'::regclass
+    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'wsnotify'
+    UNION ALL
+    SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+    JOIN pg_depend d ON d.objid = c.oid AND d.classid = 'pg_class'::regclass
+    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'wsnotify'
+    UNION ALL
+    SELECT 'trigger ' || pg_get_triggerdef(t.oid)
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+    JOIN pg_depend d ON d.objid = c.oid AND d.classid = 'pg_class'::regclass
+    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'wsnotify'
+    WHERE NOT t.tgisinternal
+$$;
+CREATE TEMP TABLE upgraded AS SELECT * FROM pg_temp.schema_of_wsnotify() AS s(item);
+DROP EXTENSION wsnotify;
+CREATE EXTENSION wsnotify;
+CREATE TEMP TABLE fresh AS SELECT * FROM pg_temp.schema_of_wsnotify() AS s(item);
+SELECT 'only upgraded' AS side, item FROM (TABLE upgraded EXCEPT TABLE fresh) AS x
+UNION ALL
+SELECT 'only fresh', item FROM (TABLE fresh EXCEPT TABLE upgraded) AS y
+ORDER BY 2, 1;
 DROP EXTENSION wsnotify;
