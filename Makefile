@@ -26,6 +26,7 @@ OBJS         = extension/wsnotify.o \
                extension/outbox.o \
                extension/clients.o \
                extension/util.o \
+               extension/base64url.o \
                extension/order.o
 DATA         = $(wildcard extension/wsnotify--*.sql)
 PGFILEDESC   = "wsnotify - push from PostgreSQL to WebSocket clients"
