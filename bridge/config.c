@@ -118,7 +118,7 @@ cf_find(const char *name)
 	char norm[64];
 	size_t i;
 
-	for (i = 0; name[i] && i < sizeof(norm) - 1; i++)
+	for (i = 0; i < sizeof(norm) - 1 && name[i]; i++)
 		norm[i] = name[i] == '-' ? '_' : name[i];
 	norm[i] = '\0';
 	for (size_t k = 0; k < CF_NKEYS; k++)
@@ -437,7 +437,6 @@ cf_parse_args(int argc, char **argv)
 	return true;
 }
 
-/* Parse argv and the -c file; on error print why and return false. */
 bool
 config_load(int argc, char **argv)
 {
@@ -464,7 +463,6 @@ config_load(int argc, char **argv)
 	return true;
 }
 
-/* Re-read the file (SIGHUP); on error log why and keep the old settings. */
 bool
 config_reload(void)
 {
@@ -503,14 +501,12 @@ config_reload(void)
 	return true;
 }
 
-/* Apply derived settings (log level). */
 void
 config_apply(void)
 {
 	log_set_level(cf_verbose ? LOG_DEBUG : (enum log_level) log_level_parse(cf_log_level));
 }
 
-/* Release everything config_load allocated. */
 void
 config_free(void)
 {

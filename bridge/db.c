@@ -81,21 +81,18 @@ db_want_write(struct db *d)
 	loop_soon_writable(&d->write_soon, &d->wsi);
 }
 
-/* 1 when this session is connected. */
 int
 db_ready_on(struct db *d)
 {
 	return d->state == DB_READY;
 }
 
-/* Queries queued or in flight on this session. */
 int
 db_queue_length_on(struct db *d)
 {
 	return d->count;
 }
 
-/* SQLSTATE of an error result, "" when none. */
 const char *
 db_sqlstate(const PGresult *res)
 {
@@ -104,7 +101,6 @@ db_sqlstate(const PGresult *res)
 	return s ? s : "";
 }
 
-/* Primary message of an error result, one line. */
 void
 db_errmsg(const PGresult *res, char *buf, size_t n)
 {
@@ -131,7 +127,6 @@ db_item_free(struct db_item *it)
 	free(it);
 }
 
-/* Queue a query on a session; false when not ready and not DB_RETRY. */
 bool
 db_query_on(struct db *d, const char *sql, int nparams, const char *const *params, db_cb cb,
 	 void *arg, int flags)
@@ -397,8 +392,6 @@ db_fail_queue(struct db *d)
 	if (d->inflight_tail) {
 		d->inflight_tail->next = d->head;
 		d->head = d->inflight;
-		if (!d->tail)
-			d->tail = d->inflight_tail;
 	}
 	d->inflight = d->inflight_tail = NULL;
 	d->ninflight = 0;
@@ -483,7 +476,6 @@ db_lost(struct db *d, const char *why)
 	db_schedule_retry(d);
 }
 
-/* Drop the delivery session's connection and reconnect. */
 void
 db_reset(const char *why)
 {
@@ -627,7 +619,6 @@ db_check_stuck(void)
 	}
 }
 
-/* Close every session for good (shutdown). */
 void
 db_stop(void)
 {

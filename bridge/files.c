@@ -69,7 +69,6 @@ files_path(const char *target, char *out, size_t n)
 	return true;
 }
 
-/* The media type of a file name, by its extension. */
 const char *
 files_type(const char *name)
 {

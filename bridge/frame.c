@@ -58,7 +58,8 @@ frame_envelope_binary(const struct payload *p, int64_t id)
 	return e;
 }
 
-struct payload *
+/* The wsnotify.v1 envelope of message id, with one reference. */
+static struct payload *
 frame_envelope(const struct payload *p, int64_t id)
 {
 	char head[224];
@@ -77,6 +78,23 @@ frame_envelope(const struct payload *p, int64_t id)
 	memcpy(e->data + hl, p->data, p->len);
 	e->data[e->len - 1] = '}';
 	return e;
+}
+
+/*
+ * The envelope is kept with the message (p->v1) when it is built for its
+ * first v1 recipient, so a broadcast builds it once, not once a recipient.
+ */
+struct payload *
+frame_form(struct payload *p, int64_t id, bool v1)
+{
+	if (!v1)
+		return p;
+	if (!p->v1 || p->v1_id != id) {
+		payload_unref(p->v1);
+		p->v1 = frame_envelope(p, id);
+		p->v1_id = id;
+	}
+	return p->v1;
 }
 
 /* {"type": "reply", ["request_id": R, ]"data": D}: a reply or a welcome in v1. */

@@ -6,7 +6,7 @@
  * reasons, and the WebSocket frame headers.  What a client sends is parsed
  * here too: a JSON object (re-serialized compactly for wsnotify_invoke) and
  * its request_id.  Pure (jansson, payload and util only), so it is
- * unit-tested (test_frame.c) and fuzzed (fuzz/fuzz_frame.c) on its own.
+ * unit-tested (test_units.c) and fuzzed (fuzz/fuzz_frame.c) on its own.
  */
 #ifndef WSNOTIFY_FRAME_H
 #define WSNOTIFY_FRAME_H
@@ -26,11 +26,13 @@
 bool frame_parse(const char *data, size_t len, char **body, char **request_id);
 
 /*
- * The wsnotify.v1 envelope of message id, with one reference: text
+ * What a connection is sent for message p of id: p itself (plain), or for
+ * v1 its wsnotify.v1 envelope, built once per message and shared by every
+ * v1 recipient (no reference is added: queue_push takes its own).  Text
  * {"id": "N", "data": BODY} ("topic": "T" after the id for a topic
- * message), binary 0x01, the id as 8 bytes big-endian, then the message.
+ * message); binary 0x01, the id as 8 bytes big-endian, then the message.
  */
-struct payload *frame_envelope(const struct payload *p, int64_t id);
+struct payload *frame_form(struct payload *p, int64_t id, bool v1);
 
 /* The frames below are malloc'd text; v1: the client asked for wsnotify.v1. */
 

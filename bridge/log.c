@@ -17,7 +17,6 @@
 static enum log_level log_current = LOG_INFO;
 static const char *const log_names[] = {"error", "warn", "info", "debug"};
 
-/* Set the level below which lines are dropped. */
 void
 log_set_level(enum log_level level)
 {
@@ -114,7 +113,6 @@ log_lws_emit(int level, const char *line)
 	log_msg(LOG_DEBUG, "libwebsockets: %s", buf);
 }
 
-/* Route libwebsockets' own warnings and errors through log_msg. */
 void
 log_hook_lws(void)
 {

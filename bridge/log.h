@@ -21,7 +21,10 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Copy src into dst (size n) with every token value masked. */
 void log_scrub(char *dst, size_t n, const char *src);
-/* Route libwebsockets' own warnings and errors through log_msg. */
+/*
+ * Send libwebsockets' own errors to log_msg, at debug level (they repeat what
+ * the bridge logs itself); WSNOTIFY_LWS_LOG=1 adds its warnings, notices and info.
+ */
 void log_hook_lws(void);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)

@@ -127,7 +127,6 @@ policy_full(struct bucket *b, long long limit, double period_ms, uint64_t now)
 	return !b->ms || limit <= 0 || policy_refill(b, limit, period_ms, now) >= (double) limit;
 }
 
-/* Drop the entries whose buckets are full again; returns how many remain. */
 unsigned
 policy_sweep(uint64_t now)
 {

@@ -1,17 +1,19 @@
 /*
  * registry.h: the live connections of this bridge, by connection id and by
- * user id (uthash), each with its bounded send queue.
+ * user id (uthash), their life cycle, and what may be queued for each.
  *
  * A connection exists from the moment the database accepted it
  * (wsnotify_connect returned) until its socket is gone; messages fetched in
- * between are queued and written once the WebSocket is established.
- * Payloads are reference-counted: a message is stored once, and its
- * wsnotify.v1 envelope is built once (frame_envelope) and shared by every
- * v1 queue that holds it.
+ * between are queued (queue.c) and written once the WebSocket is
+ * established.  A message's payload is reference-counted and shared by
+ * every queue that holds it; its wsnotify.v1 envelope is built once
+ * (frame_form) and shared by every v1 queue.  The registry decides what a
+ * queue takes: nothing after a close, held messages during a replay, a
+ * 1008 close past send_queue_max.
  *
  * The registry writes nothing itself: it asks the writer that the
  * WebSocket layer installs (registry_init) to write a connection's queue.
- * Uses config, log, metrics, frame, payload and util.
+ * Uses config, log, metrics, frame, payload, queue and util.
  */
 #ifndef WSNOTIFY_REGISTRY_H
 #define WSNOTIFY_REGISTRY_H
@@ -25,18 +27,10 @@
 
 #include "frame.h"
 #include "payload.h"
+#include "queue.h"
 
 struct lws;
 struct user_entry;
-
-/* One entry of a send queue: a message, or a close (p == NULL). */
-struct out_item {
-	struct out_item *next;
-	struct payload *p;
-	int64_t id;
-	int close_code;
-	char *close_reason;
-};
 
 /* A client message waiting for its route handler (route.c). */
 struct route_req {
@@ -69,17 +63,14 @@ struct conn {
 	struct lws *wsi;		/* NULL until established */
 	enum conn_state state;
 	int close_code;
-	struct out_item *head, *tail;
-	size_t queued;			/* unsent bytes */
-	size_t head_off;		/* bytes of head already written */
+	struct send_queue q;
 	const char *close_reason;	/* set by conn_close (static text), else NULL */
 	uint64_t last_rx_ms, last_tx_ms, ping_sent_ms;
 	bool ping_due, ping_outstanding;
-	bool claimed;
+	bool claimed;			/* lws took it (ws_adopt): the WebSocket layer owns it */
 	bool envelope;			/* wsnotify.v1: {"id": cursor, "data": message} */
-	bool holding;			/* replay in flight: live messages wait in held */
+	bool holding;			/* replay in flight: live messages wait in q.held */
 	bool rx_binary;			/* the client message being gathered is binary */
-	struct out_item *held, *held_tail;
 	size_t rx_len;			/* bytes of the client message so far */
 	char *rx_buf;			/* the client message so far */
 	size_t rx_cap;
@@ -142,8 +133,6 @@ struct conn *registry_user_len(const char *user_id, size_t len);
 struct conn *registry_all(void);
 /* Number of connections. */
 unsigned registry_count(void);
-/* Bytes queued over all connections. */
-size_t registry_queued_bytes(void);
 
 /* Queue a message; past send_queue_max the connection is closed with 1008. */
 void conn_enqueue(struct conn *c, struct payload *p, int64_t id);
@@ -159,8 +148,6 @@ void conn_enqueue_close(struct conn *c, int code, const char *reason);
 void conn_close(struct conn *c, const struct frame_close *why);
 /* True once a close was asked or done: nothing more is queued. */
 bool conn_closing(const struct conn *c);
-/* Pop the head of the queue. */
-void conn_pop(struct conn *c);
 /* Ask lws for a WRITEABLE callback when there is something to write. */
 void conn_want_write(struct conn *c);
 /*

@@ -230,7 +230,6 @@ request_has_body(const struct request *r)
 	return r->chunked || r->content_length > 0;
 }
 
-/* Is this Origin in the allowed list (comma list, "*" any; empty allows all)? */
 bool
 request_origin_ok(const char *origin, const char *allowed)
 {
@@ -285,7 +284,6 @@ request_list_find(const char *list, const char *name,
 	return false;
 }
 
-/* Does a comma-separated token list (a header value) hold name? */
 bool
 request_list_has(const char *list, const char *name)
 {

@@ -18,7 +18,6 @@ response_init(struct response *r, int status)
 	r->file_fd = -1;
 }
 
-/* Give r a copy of text as its body. */
 void
 response_text(struct response *r, int status, const char *ctype, const char *text, size_t len)
 {
@@ -85,7 +84,6 @@ response_finish(struct response *r, bool keep_alive)
 	return true;
 }
 
-/* Free what r holds and close its file. */
 void
 response_free(struct response *r)
 {

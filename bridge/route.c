@@ -43,7 +43,6 @@ route_session_ready(void *arg)
 	pool_timeout[(long) arg] = -1;
 }
 
-/* Open the handler pool's sessions. */
 void
 route_init(void)
 {
@@ -58,7 +57,6 @@ route_init(void)
 	}
 }
 
-/* True when client messages can run: a pool session is ready (or no pool). */
 bool
 route_ready(void)
 {
@@ -254,7 +252,6 @@ route_push(struct conn *c, struct route_req *r)
 	route_next(c);
 }
 
-/* A complete client text message. */
 void
 route_on_message(struct conn *c, const char *data, size_t len)
 {

@@ -231,7 +231,6 @@ static struct lws_protocols tls_protocols[] = {
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
-/* Create the TLS listening vhost on cf_listen; false with a logged reason. */
 bool
 tls_listen(struct lws_context *ctx)
 {

@@ -5,13 +5,14 @@
 #include <string.h>
 
 #include "config.h"
-#include "deliver.h"
 #include "frame.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "queue.h"
 #include "registry.h"
 #include "route.h"
+#include "session.h"
 #include "util.h"
 #include "ws.h"
 
@@ -38,7 +39,7 @@ ws_conn_gone(struct conn *c, const char *why)
 {
 	log_info("connection %s closed (user %s): %s", c->id, c->user_id, why);
 	metrics.connections_closed++;
-	deliver_disconnect(c->id);
+	session_disconnect(c->id);
 	registry_remove(c);
 }
 
@@ -52,7 +53,7 @@ ws_on_established(struct lws *wsi, struct conn *c)
 	c->last_rx_ms = c->last_tx_ms = now_ms();
 	metrics.connections_accepted++;
 	log_info("connection %s open (user %s)", c->id, c->user_id);
-	if (c->state == CONN_CLOSING || c->head)
+	if (c->state == CONN_CLOSING || c->q.head)
 		lws_callback_on_writable(wsi);
 	return 0;
 }
@@ -84,7 +85,7 @@ ws_fill_batch(struct conn *c)
 	struct out_item *it;
 
 	while ((size_t) (end - p) > WS_FRAME_HEAD_MAX) {
-		if (c->ping_due && c->head_off == 0) {
+		if (c->ping_due && c->q.head_off == 0) {
 			/*
 			 * A payload, not an empty ping: lws 4.1 delivers no
 			 * LWS_CALLBACK_RECEIVE_PONG for an empty pong, so every
@@ -100,25 +101,25 @@ ws_fill_batch(struct conn *c)
 			c->ping_sent_ms = now_ms();
 			continue;
 		}
-		if (!(it = c->head) || !it->p)
+		if (!(it = c->q.head) || !it->p)
 			break;
 
-		size_t left = it->p->len - c->head_off;
+		size_t left = it->p->len - c->q.head_off;
 		size_t room = (size_t) (end - p) - WS_FRAME_HEAD_MAX;
 		size_t chunk = left > WS_TX_CHUNK ? WS_TX_CHUNK : left;
 
 		/* WS_BATCH holds a ping and a whole fragment: never stuck here */
 		if (chunk > room)
 			break;
-		p += frame_ws_head(p, c->head_off ? 0x0 : it->p->binary ? 0x2 : 0x1,
+		p += frame_ws_head(p, c->q.head_off ? 0x0 : it->p->binary ? 0x2 : 0x1,
 				   chunk == left, chunk);
-		memcpy(p, it->p->data + c->head_off, chunk);
+		memcpy(p, it->p->data + c->q.head_off, chunk);
 		p += chunk;
-		c->head_off += chunk;
-		if (c->head_off == it->p->len) {
+		c->q.head_off += chunk;
+		if (c->q.head_off == it->p->len) {
 			metrics.messages_out++;
 			metrics.bytes_out += it->p->len;
-			conn_pop(c);
+			queue_pop(&c->q);
 		}
 	}
 	return (size_t) (p - start);
@@ -137,7 +138,7 @@ ws_write_queue(struct conn *c)
 	for (;;) {
 		size_t n;
 
-		if (c->state == CONN_CLOSING || (c->head && !c->head->p && !c->ping_due))
+		if (c->state == CONN_CLOSING || (c->q.head && !c->q.head->p && !c->ping_due))
 			return WS_FLUSH_CLOSE;
 		if (lws_partial_buffered(c->wsi))
 			return WS_FLUSH_CHOKED;
@@ -194,7 +195,7 @@ ws_on_writeable(struct lws *wsi, struct conn *c)
 	case WS_FLUSH_CLOSE:
 		if (c->state == CONN_CLOSING)
 			return ws_send_close(wsi, c, c->close_code, c->close_reason);
-		it = c->head;
+		it = c->q.head;
 		log_info("connection %s: closing with %d as asked by close_ws", c->id, it->close_code);
 		return ws_send_close(wsi, c, it->close_code, it->close_reason);
 	case WS_FLUSH_FAILED:
@@ -371,7 +372,6 @@ ws_check(struct conn *c, uint64_t now, double wall)
 	}
 }
 
-/* Periodic check: pings, pong timeouts, idle and expired connections. */
 void
 ws_sweep(void)
 {
@@ -384,7 +384,6 @@ ws_sweep(void)
 			ws_check(c, now, wall);
 }
 
-/* Close every connection with 1001 (drain). */
 void
 ws_close_all(void)
 {
