@@ -9,18 +9,7 @@
 #include "files.h"
 #include "request.h"
 #include "response.h"
-
-static int failures;
-
-/* Report one check. */
-static void
-check(bool ok, const char *what, const char *input)
-{
-	if (!ok) {
-		failures++;
-		printf("FAIL %s: %.80s\n", what, input);
-	}
-}
+#include "test_check.h"
 
 /* request_parse: which heads parse, and what they yield. */
 static void
