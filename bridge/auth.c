@@ -20,7 +20,7 @@
 #include "session.h"
 #include "util.h"
 
-static int pending;			/* wsnotify_connect calls in flight */
+static int pending; /* wsnotify_connect calls in flight */
 
 /* Gauge: upgrades waiting for the database. */
 static double
@@ -56,11 +56,14 @@ auth_check_head(const struct request *r, struct auth_wait *w, struct auth_refusa
 	if (!r->ws_key[0])
 		return auth_refuse(no, 400, AUTH_BAD_REQUEST, "missing Sec-WebSocket-Key");
 	if (strcmp(r->ws_version, "13") != 0)
-		return auth_refuse(no, 426, AUTH_BAD_REQUEST, "unsupported Sec-WebSocket-Version (13 only)");
+		return auth_refuse(no, 426, AUTH_BAD_REQUEST,
+				   "unsupported Sec-WebSocket-Version (13 only)");
 	if (!policy_connect_ok(w->remote, now_ms(), &no->retry_after))
-		return auth_refuse(no, 429, AUTH_RATE_LIMITED, "too many connection attempts; retry later");
+		return auth_refuse(no, 429, AUTH_RATE_LIMITED,
+				   "too many connection attempts; retry later");
 	if (!policy_auth_ok(w->remote, now_ms(), &no->retry_after))
-		return auth_refuse(no, 429, AUTH_RATE_LIMITED, "too many failed authentications; retry later");
+		return auth_refuse(no, 429, AUTH_RATE_LIMITED,
+				   "too many failed authentications; retry later");
 	if (!request_origin_ok(r->origin, cf_allowed_origins))
 		return auth_refuse(no, 403, AUTH_ORIGIN, "origin not allowed");
 	return true;
@@ -143,15 +146,16 @@ auth_ask(struct auth_wait *w, const struct auth_request *a)
 	 * crash is put back by wsnotify_restore when this session reconnects
 	 * (session.c), since the connection is still in the registry.
 	 */
-	if (!db_query(cf_connect_synchronous_commit ?
-		      "SELECT user_id, claims::text, extract(epoch FROM expires_at), last_id, "
-		      "welcome::text, refused_topics::text "
-		      "FROM wsnotify_connect($1, $2, $3, $4, $5, string_to_array($6, ','))" :
-		      "SELECT user_id, claims::text, extract(epoch FROM expires_at), last_id, "
-		      "welcome::text, refused_topics::text "
-		      "FROM set_config('synchronous_commit', 'off', true), "
-		      "wsnotify_connect($1, $2, $3, $4, $5, string_to_array($6, ','))",
-		      6, params, auth_answered, w, 0))
+	if (!db_query(
+		    cf_connect_synchronous_commit ?
+			    "SELECT user_id, claims::text, extract(epoch FROM expires_at), last_id, "
+			    "welcome::text, refused_topics::text "
+			    "FROM wsnotify_connect($1, $2, $3, $4, $5, string_to_array($6, ','))" :
+			    "SELECT user_id, claims::text, extract(epoch FROM expires_at), last_id, "
+			    "welcome::text, refused_topics::text "
+			    "FROM set_config('synchronous_commit', 'off', true), "
+			    "wsnotify_connect($1, $2, $3, $4, $5, string_to_array($6, ','))",
+		    6, params, auth_answered, w, 0))
 		return false;
 	pending++;
 	return true;
@@ -221,7 +225,7 @@ auth_admit(struct auth_wait *w, PGresult *res, bool gone, struct auth_refusal *n
 
 	no->retry_after = 0;
 	if (!res) {
-		session_disconnect(w->conn_id);	/* the row may have committed */
+		session_disconnect(w->conn_id); /* the row may have committed */
 		auth_refuse(no, 503, AUTH_DB_UNAVAILABLE, "database unavailable");
 		return NULL;
 	}
@@ -241,10 +245,12 @@ auth_admit(struct auth_wait *w, PGresult *res, bool gone, struct auth_refusal *n
 		auth_refuse(no, 429, AUTH_CAPACITY, "too many connections for this user");
 		return NULL;
 	}
-	c = registry_add(&(struct conn_row) {
-		.id = w->conn_id, .user_id = PQgetvalue(res, 0, 0),
+	c = registry_add(&(struct conn_row){
+		.id = w->conn_id,
+		.user_id = PQgetvalue(res, 0, 0),
 		.claims = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1),
-		.remote_addr = w->remote, .user_agent = w->user_agent,
+		.remote_addr = w->remote,
+		.user_agent = w->user_agent,
 		.start_id = strtoll(PQgetvalue(res, 0, 3), NULL, 10),
 		.expires_at = PQgetisnull(res, 0, 2) ? 0 : strtod(PQgetvalue(res, 0, 2), NULL),
 	});

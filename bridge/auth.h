@@ -28,24 +28,24 @@ struct request;
 struct auth_refusal {
 	int status;
 	enum auth_failure why;
-	int retry_after;		/* seconds, for a 429 of a rate limit; 0: none */
+	int retry_after; /* seconds, for a 429 of a rate limit; 0: none */
 	char reason[256];
 };
 
 /* What auth_check takes from a request head for wsnotify_connect. */
 struct auth_request {
 	char token[4096];
-	char topics[4096];		/* ?topics=, comma-separated */
+	char topics[4096]; /* ?topics=, comma-separated */
 };
 
 /* One upgrade, from its request head to the database's answer; the gate holds it. */
 struct auth_wait {
-	char conn_id[40];		/* "" until asked */
-	const char *remote;		/* the peer's address (the gate's copy) */
-	const char *user_agent;		/* "" when none (the gate's copy) */
-	bool envelope;			/* asked for wsnotify.v1 */
-	char *since;			/* ?since= (malloc'd), or NULL */
-	void (*done) (struct auth_wait *w, PGresult *res);	/* the answer (NULL: session lost) */
+	char conn_id[40];				  /* "" until asked */
+	const char *remote;				  /* the peer's address (the gate's copy) */
+	const char *user_agent;				  /* "" when none (the gate's copy) */
+	bool envelope;					  /* asked for wsnotify.v1 */
+	char *since;					  /* ?since= (malloc'd), or NULL */
+	void (*done)(struct auth_wait *w, PGresult *res); /* the answer (NULL: session lost) */
 };
 
 /* Register the gauge of upgrades waiting for the database. */

@@ -15,18 +15,18 @@
 #include "deliver.h"
 #include "frame.h"
 #include "log.h"
-#include "metrics.h"
 #include "loop.h"
+#include "metrics.h"
 #include "payload.h"
 #include "registry.h"
 #include "seal.h"
 #include "session.h"
 #include "util.h"
 
-static int64_t cursor;			/* everything up to here is seen */
-static int64_t notified;		/* highest id announced by NOTIFY */
+static int64_t cursor;	 /* everything up to here is seen */
+static int64_t notified; /* highest id announced by NOTIFY */
 static bool fetch_inflight, fetch_again;
-static uint64_t notify_ms;		/* first NOTIFY not yet fetched */
+static uint64_t notify_ms; /* first NOTIFY not yet fetched */
 static lws_sorted_usec_list_t poll_sul;
 
 /*
@@ -39,7 +39,7 @@ static lws_sorted_usec_list_t poll_sul;
  * 2.9 ms instead of 0.1: docs/benchmarks.md).
  */
 struct held {
-	struct held *next, *prev;	/* utlist DL: held->prev is the tail */
+	struct held *next, *prev; /* utlist DL: held->prev is the tail */
 	int64_t first, last;
 	char *plain;
 	size_t plain_len;
@@ -58,8 +58,8 @@ deliver_user(const char *user, size_t user_len, struct payload *p, int64_t id)
 	struct conn *c, *tmp;
 
 	DL_FOREACH_SAFE2(registry_user_len(user, user_len), c, tmp, unext)
-		if (id > c->start_id)
-			conn_enqueue(c, p, id);
+	if (id > c->start_id)
+		conn_enqueue(c, p, id);
 }
 
 /* Queue one message for every connection above its start cursor. */
@@ -69,8 +69,8 @@ deliver_all(struct payload *p, int64_t id)
 	struct conn *c, *tmp;
 
 	HASH_ITER(hh, registry_all(), c, tmp)
-		if (id > c->start_id)
-			conn_enqueue(c, p, id);
+	if (id > c->start_id)
+		conn_enqueue(c, p, id);
 }
 
 /* A close row: {"code": n, "reason": s} for one connection. */
@@ -130,7 +130,8 @@ deliver_row(const struct payload_row *m)
 			deliver_close(c, m->body, m->body_len);
 		return;
 	}
-	p = m->binary ? payload_new_base64(m->body, m->body_len) : payload_new(m->body, m->body_len);
+	p = m->binary ? payload_new_base64(m->body, m->body_len) :
+			payload_new(m->body, m->body_len);
 	if (!p) {
 		log_error("message %" PRId64 ": binary body is not base64, skipped", id);
 		return;
@@ -181,10 +182,12 @@ deliver_fetch_done(PGresult *res, void *arg)
 			continue;
 		}
 		struct payload_row m = {
-			.id = id, .kind = kind,
+			.id = id,
+			.kind = kind,
 			.target = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
 			.target_len = (size_t) PQgetlength(res, i, 2),
-			.body = PQgetvalue(res, i, 3), .body_len = (size_t) PQgetlength(res, i, 3),
+			.body = PQgetvalue(res, i, 3),
+			.body_len = (size_t) PQgetlength(res, i, 3),
 			.connections = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
 			.binary = PQgetvalue(res, i, 5)[0] == 't',
 		};
@@ -199,7 +202,7 @@ deliver_fetch_done(PGresult *res, void *arg)
 	}
 	notify_ms = 0;
 	if (cursor == before && notified > cursor)
-		notified = cursor;	/* announced id not visible: stop chasing it */
+		notified = cursor; /* announced id not visible: stop chasing it */
 	if (fetch_again || notified > cursor) {
 		fetch_again = false;
 		deliver_fetch();
@@ -221,8 +224,9 @@ deliver_fetch(void)
 	}
 	snprintf(after, sizeof(after), "%" PRId64, cursor);
 	snprintf(batch, sizeof(batch), "%lld", cf_fetch_batch);
-	if (db_query("SELECT id, kind, target, body, connections, is_binary FROM wsnotify_fetch($1, $2, $3)",
-		     3, params, deliver_fetch_done, NULL, 0)) {
+	if (db_query(
+		    "SELECT id, kind, target, body, connections, is_binary FROM wsnotify_fetch($1, $2, $3)",
+		    3, params, deliver_fetch_done, NULL, 0)) {
 		fetch_inflight = true;
 		metrics.fetches++;
 	}
@@ -255,7 +259,8 @@ deliver_held_clear(void)
 {
 	struct held *h, *tmp;
 
-	DL_FOREACH_SAFE(held, h, tmp) {
+	DL_FOREACH_SAFE(held, h, tmp)
+	{
 		DL_DELETE(held, h);
 		free(h->plain);
 		free(h);
@@ -272,7 +277,8 @@ deliver_held_drain(void)
 {
 	struct held *h;
 
-	DL_FOREACH(held, h) {
+	DL_FOREACH(held, h)
+	{
 		if (h->first == cursor + 1)
 			deliver_inline_plain(h->first, h->last, h->plain, h->plain_len);
 		else if (h->last > cursor) {
@@ -304,7 +310,7 @@ deliver_inline(const char *payload, int64_t last)
 	int count = 0;
 
 	if (!first_at)
-		return false;		/* a bare id: fetch */
+		return false; /* a bare id: fetch */
 	/* anything more must open with the key, whatever happens next: else it is forged */
 	first = strtoll(first_at + 1, &next, 10);
 	sealed_at = next + 1;
@@ -410,8 +416,7 @@ void
 deliver_start(void)
 {
 	static const struct db_hooks hooks = {
-		.ready = deliver_on_ready, .lost = deliver_on_lost, .notify = deliver_on_notify
-	};
+		.ready = deliver_on_ready, .lost = deliver_on_lost, .notify = deliver_on_notify};
 
 	db_start(&hooks);
 	session_heartbeat_start();

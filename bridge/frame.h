@@ -46,7 +46,7 @@ char *frame_error(const char *request_id, const char *code, const char *message,
  * One error frame per topic of ?topics= the database refused (refused: its
  * JSON array of {"topic", "message"}), each given to emit; returns how many.
  */
-int frame_refused_topics(const char *refused, bool v1, void (*emit) (const char *text, void *arg),
+int frame_refused_topics(const char *refused, bool v1, void (*emit)(const char *text, void *arg),
 			 void *arg);
 /* A v1 reset frame: the client's cursor is gone, start again from id. */
 char *frame_reset(int64_t id);
@@ -56,13 +56,13 @@ struct frame_close {
 	int code;
 	const char *reason;
 };
-extern const struct frame_close frame_close_going_away;		/* 1001: drain */
-extern const struct frame_close frame_close_binary_refused;	/* 1003: no $binary route */
-extern const struct frame_close frame_close_queue_full;		/* 1008: send_queue_max */
-extern const struct frame_close frame_close_too_big;		/* 1009: max_message_size */
-extern const struct frame_close frame_close_resume;		/* 1012: replay interrupted */
-extern const struct frame_close frame_close_idle;		/* 1000: idle_timeout */
-extern const struct frame_close frame_close_expired;		/* 4001: the token's exp */
+extern const struct frame_close frame_close_going_away;	    /* 1001: drain */
+extern const struct frame_close frame_close_binary_refused; /* 1003: no $binary route */
+extern const struct frame_close frame_close_queue_full;	    /* 1008: send_queue_max */
+extern const struct frame_close frame_close_too_big;	    /* 1009: max_message_size */
+extern const struct frame_close frame_close_resume;	    /* 1012: replay interrupted */
+extern const struct frame_close frame_close_idle;	    /* 1000: idle_timeout */
+extern const struct frame_close frame_close_expired;	    /* 4001: the token's exp */
 
 /* A close code a row (close_ws) may ask for, else 1000 (RFC 6455 7.4). */
 int frame_close_code(long long code);

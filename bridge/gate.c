@@ -34,32 +34,32 @@
  * of plain HTTP requests (keep-alive, pipelined) and then perhaps an upgrade.
  */
 enum gate_state {
-	GATE_HEAD,			/* reading a request head */
-	GATE_WAITING,			/* wsnotify_connect in flight */
-	GATE_WRITING,			/* writing a plain HTTP response */
-	GATE_LINGER			/* final response sent: discarding what still comes */
+	GATE_HEAD,    /* reading a request head */
+	GATE_WAITING, /* wsnotify_connect in flight */
+	GATE_WRITING, /* writing a plain HTTP response */
+	GATE_LINGER   /* final response sent: discarding what still comes */
 };
 
 struct gate {
 	struct gate *next, *prev;
-	struct lws *wsi;		/* NULL once the client side is done */
+	struct lws *wsi; /* NULL once the client side is done */
 	int fd;
 	struct raw_tag tag;
 	enum gate_state state;
 	char *buf;
 	size_t len, cap;
-	bool peer_eof;			/* the client half-closed: no further request */
-	struct response out;		/* GATE_WRITING: the response */
-	size_t out_off;			/* bytes of its head and body written */
-	bool keep;			/* read the next request once it is written */
-	struct loop_soon soon;		/* POLLOUT asked from the WRITEABLE callback */
-	uint64_t started_ms;		/* this request began (or the last write progressed) */
+	bool peer_eof;	       /* the client half-closed: no further request */
+	struct response out;   /* GATE_WRITING: the response */
+	size_t out_off;	       /* bytes of its head and body written */
+	bool keep;	       /* read the next request once it is written */
+	struct loop_soon soon; /* POLLOUT asked from the WRITEABLE callback */
+	uint64_t started_ms;   /* this request began (or the last write progressed) */
 	uint64_t linger_until;
-	unsigned served;		/* plain HTTP requests answered on this connection */
+	unsigned served; /* plain HTTP requests answered on this connection */
 	char remote[64];
-	char path[256];			/* request path, token scrubbed */
+	char path[256]; /* request path, token scrubbed */
 	char user_agent[256];
-	struct auth_wait auth;		/* an upgrade being authorized */
+	struct auth_wait auth; /* an upgrade being authorized */
 };
 
 static struct gate *gates;
@@ -84,8 +84,8 @@ static int gate_on_listen_event(struct lws *wsi, int reason, void *obj);
 static int listen_fd = -1, listen_port;
 static struct lws *listen_wsi;
 static struct raw_tag listen_tag = {RAW_MAGIC, gate_on_listen_event, NULL};
-static bool draining;			/* gate_drain: no new upgrade, no keep-alive */
-static gate_responder respond;	/* the HTTP layer's, for plain requests */
+static bool draining;	       /* gate_drain: no new upgrade, no keep-alive */
+static gate_responder respond; /* the HTTP layer's, for plain requests */
 
 void
 gate_init(gate_responder r)
@@ -137,9 +137,8 @@ gate_listen(void)
 	}
 	freeaddrinfo(ai);
 	getsockname(listen_fd, (struct sockaddr *) &ss, &sl);
-	listen_port = ntohs(ss.ss_family == AF_INET6 ?
-			    ((struct sockaddr_in6 *) &ss)->sin6_port :
-			    ((struct sockaddr_in *) &ss)->sin_port);
+	listen_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port :
+						       ((struct sockaddr_in *) &ss)->sin_port);
 	listen_wsi = raw_adopt(listen_fd, &listen_tag);
 	if (!listen_wsi) {
 		log_error("listen: cannot add the listening socket to the loop");
@@ -225,11 +224,12 @@ gate_refuse(struct gate *g, const struct auth_refusal *no)
 
 	metrics.auth_failures[no->why]++;
 	/* failed authentications feed auth_failure_rate_limit (origin and bad requests do not) */
-	if (no->why == AUTH_MISSING_TOKEN || no->why == AUTH_INVALID_TOKEN || no->why == AUTH_REFUSED)
+	if (no->why == AUTH_MISSING_TOKEN || no->why == AUTH_INVALID_TOKEN ||
+	    no->why == AUTH_REFUSED)
 		policy_auth_failed(g->remote, now_ms());
 	if (no->status == 401)
 		snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer\r\n");
-	else if (no->status == 429 && no->retry_after > 0)	/* none for the per-user cap */
+	else if (no->status == 429 && no->retry_after > 0) /* none for the per-user cap */
 		snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", no->retry_after);
 	else if (no->status == 426)
 		snprintf(extra, sizeof(extra), "Sec-WebSocket-Version: 13\r\n");
@@ -241,7 +241,8 @@ gate_refuse(struct gate *g, const struct auth_refusal *no)
 	n = snprintf(resp, sizeof(resp),
 		     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
 		     "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s\n",
-		     no->status, response_reason(no->status), strlen(no->reason) + 1, extra, no->reason);
+		     no->status, response_reason(no->status), strlen(no->reason) + 1, extra,
+		     no->reason);
 	if (write(g->fd, resp, (size_t) n) < 0)
 		log_debug("refusal to %s not written: %s", g->remote, strerror(errno));
 }
@@ -334,7 +335,8 @@ gate_write(struct gate *g)
 
 	while (g->out_off < o->head_len + body) {
 		bool in_head = g->out_off < o->head_len;
-		const char *p = in_head ? o->head + g->out_off : o->body + (g->out_off - o->head_len);
+		const char *p =
+			in_head ? o->head + g->out_off : o->body + (g->out_off - o->head_len);
 		size_t left = in_head ? o->head_len - g->out_off : o->head_len + body - g->out_off;
 		ssize_t n = write(g->fd, p, left);
 
@@ -355,7 +357,8 @@ gate_write(struct gate *g)
 			goto full;
 		if (n <= 0) {
 			/* a file cut short under us cannot keep its Content-Length */
-			log_warn("static file to %s: %s", g->remote, n < 0 ? strerror(errno) : "file shrank");
+			log_warn("static file to %s: %s", g->remote,
+				 n < 0 ? strerror(errno) : "file shrank");
 			gate_free(g);
 			return false;
 		}
@@ -409,7 +412,7 @@ gate_serve(struct gate *g, const struct request *r, size_t head_len)
 	g->buf[g->len] = '\0';
 	g->state = GATE_WRITING;
 	g->out_off = 0;
-	lws_rx_flow_control(g->wsi, 0);	/* pipelined requests wait their turn */
+	lws_rx_flow_control(g->wsi, 0); /* pipelined requests wait their turn */
 	if (gate_write(g))
 		gate_written(g);
 }
@@ -445,7 +448,7 @@ gate_process(struct gate *g)
 		switch (request_next(g->buf, g->len, (size_t) cf_max_header_size, r, &head_len)) {
 		case REQUEST_INCOMPLETE:
 			if (g->peer_eof)
-				gate_done(g);	/* closed before its request was whole */
+				gate_done(g); /* closed before its request was whole */
 			goto out;
 		case REQUEST_TOO_LARGE:
 			gate_turn_away(g, 431, AUTH_BAD_REQUEST, "request header too large");
@@ -540,7 +543,7 @@ gate_read(struct gate *g)
 	if (g->state == GATE_HEAD)
 		gate_process(g);
 	else if (g->state == GATE_WAITING && g->peer_eof)
-		gate_done(g);	/* gone before the database answered */
+		gate_done(g); /* gone before the database answered */
 	return 0;
 }
 
@@ -575,13 +578,14 @@ gate_accept_fd(int fd, const char *remote)
 
 	snprintf(g->remote, sizeof(g->remote), "%s", remote);
 	g->fd = fd;
-	response_init(&g->out, 0);	/* no file: calloc's zero is a descriptor */
+	response_init(&g->out, 0); /* no file: calloc's zero is a descriptor */
 	g->cap = (size_t) cf_max_header_size + 1 < GATE_HEAD_START ?
-		(size_t) cf_max_header_size + 1 : GATE_HEAD_START;
+			 (size_t) cf_max_header_size + 1 :
+			 GATE_HEAD_START;
 	g->buf = util_alloc(g->cap);
 	g->buf[0] = '\0';
 	g->started_ms = now_ms();
-	g->tag = (struct raw_tag) {RAW_MAGIC, gate_on_event, g};
+	g->tag = (struct raw_tag){RAW_MAGIC, gate_on_event, g};
 	g->auth.remote = g->remote;
 	g->auth.user_agent = g->user_agent;
 	g->auth.done = gate_authorized;
@@ -636,11 +640,12 @@ gate_refuse_all(void)
 {
 	struct gate *g, *tmp;
 
-	DL_FOREACH_SAFE(gates, g, tmp) {
+	DL_FOREACH_SAFE(gates, g, tmp)
+	{
 		if (!g->wsi || (g->state != GATE_HEAD && g->state != GATE_WAITING))
 			continue;
 		if (g->state == GATE_HEAD && g->len == 0) {
-			gate_free(g);	/* nothing asked yet, or an idle keep-alive */
+			gate_free(g); /* nothing asked yet, or an idle keep-alive */
 			continue;
 		}
 		gate_turn_away(g, 503, AUTH_CAPACITY, "shutting down");
@@ -661,29 +666,34 @@ gate_check(struct gate *g, uint64_t now)
 		return;
 	case GATE_WRITING:
 		if (slow) {
-			log_info("response to %s: not read within handshake_timeout, closing", g->remote);
+			log_info("response to %s: not read within handshake_timeout, closing",
+				 g->remote);
 			gate_free(g);
 		}
 		return;
 	case GATE_HEAD:
 		if (slow && g->len == 0 && g->served) {
-			log_debug("keep-alive connection from %s idle for handshake_timeout, closing",
-				  g->remote);
+			log_debug(
+				"keep-alive connection from %s idle for handshake_timeout, closing",
+				g->remote);
 			gate_free(g);
 		} else if (slow) {
 			/* slowloris: the head trickles in, or never completes */
 			metrics.auth_failures[AUTH_TIMEOUT]++;
-			log_info("request from %s: head not complete after handshake_timeout, closing",
-				 g->remote);
+			log_info(
+				"request from %s: head not complete after handshake_timeout, closing",
+				g->remote);
 			gate_done(g);
 		} else if (age >= (uint64_t) cf_auth_timeout) {
-			log_debug("request from %s: head not complete after auth_timeout, closing", g->remote);
+			log_debug("request from %s: head not complete after auth_timeout, closing",
+				  g->remote);
 			gate_done(g);
 		}
 		return;
 	case GATE_WAITING:
 		if (age >= (uint64_t) cf_auth_timeout) {
-			struct auth_refusal no = {503, AUTH_TIMEOUT, 0, "database did not answer in time"};
+			struct auth_refusal no = {503, AUTH_TIMEOUT, 0,
+						  "database did not answer in time"};
 
 			gate_refuse(g, &no);
 			gate_done(g);
@@ -701,6 +711,6 @@ gate_sweep(void)
 
 	policy_sweep(now);
 	DL_FOREACH_SAFE(gates, g, tmp)
-		if (g->wsi)
-			gate_check(g, now);
+	if (g->wsi)
+		gate_check(g, now);
 }

@@ -27,7 +27,7 @@ struct request;
 struct response;
 
 /* Answer a plain HTTP request (not an upgrade) into *resp (initialized by it). */
-typedef void (*gate_responder) (const struct request *r, struct response *resp);
+typedef void (*gate_responder)(const struct request *r, struct response *resp);
 
 /* Start the gate: plain HTTP requests go to respond; its gauge is registered. */
 void gate_init(gate_responder respond);

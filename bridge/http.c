@@ -51,7 +51,7 @@ http_respond(const struct request *r, struct response *resp)
 {
 	bool get = !strcmp(r->method, "GET"), head = !strcmp(r->method, "HEAD");
 	bool known = http_path_is(r->target, "/healthz") || http_path_is(r->target, "/metrics") ||
-		cf_static[0];
+		     cf_static[0];
 
 	response_init(resp, 404);
 	resp->head_only = head;

@@ -13,9 +13,9 @@
 
 struct payload {
 	int refs;
-	bool binary;			/* written as a binary frame */
-	char topic[129];		/* publish_ws's topic, named in the v1 text envelope; "" otherwise */
-	struct payload *v1;		/* its wsnotify.v1 envelope for message v1_id, once built */
+	bool binary;	    /* written as a binary frame */
+	char topic[129];    /* publish_ws's topic, named in the v1 text envelope; "" otherwise */
+	struct payload *v1; /* its wsnotify.v1 envelope for message v1_id, once built */
 	int64_t v1_id;
 	size_t len;
 	char data[];
@@ -37,12 +37,12 @@ void payload_unref(struct payload *p);
  */
 struct payload_row {
 	int64_t id;
-	char kind;			/* u user, c connection, b broadcast, t topic, x close */
-	const char *target;		/* NULL for a broadcast */
+	char kind;	    /* u user, c connection, b broadcast, t topic, x close */
+	const char *target; /* NULL for a broadcast */
 	size_t target_len;
-	const char *body;		/* binary: base64 */
+	const char *body; /* binary: base64 */
 	size_t body_len;
-	const char *connections;	/* t: the JSON array of this bridge's subscribers */
+	const char *connections; /* t: the JSON array of this bridge's subscribers */
 	bool binary;
 };
 

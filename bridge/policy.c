@@ -18,7 +18,7 @@
 
 struct bucket {
 	double tokens;
-	uint64_t ms;			/* last refill; 0: never used (full) */
+	uint64_t ms; /* last refill; 0: never used (full) */
 };
 
 struct addr_entry {
@@ -132,7 +132,8 @@ policy_sweep(uint64_t now)
 {
 	struct addr_entry *e, *tmp;
 
-	HASH_ITER(hh, addrs, e, tmp) {
+	HASH_ITER(hh, addrs, e, tmp)
+	{
 		if (policy_full(&e->conn, cf_connect_rate_limit, 1000.0, now) &&
 		    policy_full(&e->fail, cf_auth_failure_rate_limit, 60000.0, now)) {
 			HASH_DEL(addrs, e);

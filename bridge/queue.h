@@ -29,9 +29,9 @@ struct out_item {
 
 struct send_queue {
 	struct out_item *head, *tail;
-	struct out_item *held, *held_tail;	/* waiting for a replay to end */
-	size_t bytes;			/* unsent message bytes, held ones included */
-	size_t head_off;		/* bytes of head already written */
+	struct out_item *held, *held_tail; /* waiting for a replay to end */
+	size_t bytes;			   /* unsent message bytes, held ones included */
+	size_t head_off;		   /* bytes of head already written */
 };
 
 /* Append message p (one more reference); false, and nothing queued, when it would pass max bytes. */

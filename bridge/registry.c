@@ -17,7 +17,7 @@
 static struct conn *conns_by_id;
 static struct user_entry *users;
 static bool batching;
-static struct conn *flush_head;	/* utlist DL: flush_head->flush_prev is the tail */
+static struct conn *flush_head; /* utlist DL: flush_head->flush_prev is the tail */
 static struct registry_writer writer;
 
 /* Gauges: open connections, bytes queued. */
@@ -59,8 +59,8 @@ struct conn *
 registry_add(const struct conn_row *row)
 {
 	size_t text = (row->claims ? strlen(row->claims) + 1 : 0) +
-		(row->remote_addr ? strlen(row->remote_addr) + 1 : 0) +
-		(row->user_agent ? strlen(row->user_agent) + 1 : 0);
+		      (row->remote_addr ? strlen(row->remote_addr) + 1 : 0) +
+		      (row->user_agent ? strlen(row->user_agent) + 1 : 0);
 	struct conn *c = util_calloc(1, sizeof(*c) + text);
 	struct user_entry *u;
 	char *at = c->text;
@@ -204,8 +204,9 @@ conn_push(struct conn *c, struct payload *p, int64_t id)
 {
 	if (!queue_push(&c->q, p, id, (size_t) cf_send_queue_max)) {
 		metrics.queue_drops++;
-		log_warn("connection %s (user %s): send queue over send_queue_max (%zu + %zu bytes), closing with 1008",
-			 c->id, c->user_id, c->q.bytes, p->len);
+		log_warn(
+			"connection %s (user %s): send queue over send_queue_max (%zu + %zu bytes), closing with 1008",
+			c->id, c->user_id, c->q.bytes, p->len);
 		conn_close(c, &frame_close_queue_full);
 		return;
 	}

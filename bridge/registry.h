@@ -35,54 +35,54 @@ struct user_entry;
 /* A client message waiting for its route handler (route.c). */
 struct route_req {
 	struct route_req *next;
-	char *body;			/* the JSON object, as text; binary: "\\x" + hex */
-	char *request_id;		/* its "request_id" as JSON text, or NULL */
-	bool binary;			/* a binary frame, for the $binary route */
+	char *body;	  /* the JSON object, as text; binary: "\\x" + hex */
+	char *request_id; /* its "request_id" as JSON text, or NULL */
+	bool binary;	  /* a binary frame, for the $binary route */
 };
 
 /* A connection's life: each state only ever moves to a later one. */
 enum conn_state {
-	CONN_HANDSHAKE,			/* authorized; lws has not finished the handshake */
-	CONN_OPEN,			/* established: queued messages are written */
-	CONN_CLOSING,			/* close asked (conn_close): only the close frame follows */
-	CONN_CLOSED			/* close frame sent, peer closed or write failed: nothing more */
+	CONN_HANDSHAKE, /* authorized; lws has not finished the handshake */
+	CONN_OPEN,	/* established: queued messages are written */
+	CONN_CLOSING,	/* close asked (conn_close): only the close frame follows */
+	CONN_CLOSED	/* close frame sent, peer closed or write failed: nothing more */
 };
 
 #define CONN_MAGIC 0x636f6e6eu
 
 struct conn {
-	uint32_t magic;			/* CONN_MAGIC: tells a conn from a raw_tag */
+	uint32_t magic; /* CONN_MAGIC: tells a conn from a raw_tag */
 	char id[40];
-	const char *user_id;		/* the user entry's copy */
-	const char *claims;		/* these three point into text[], or are NULL */
+	const char *user_id; /* the user entry's copy */
+	const char *claims;  /* these three point into text[], or are NULL */
 	const char *remote_addr;
 	const char *user_agent;
 	time_t connected_at;
-	int64_t start_id;		/* deliver only ids above this */
-	double expires_at;		/* epoch seconds; 0 = none */
-	struct lws *wsi;		/* NULL until established */
+	int64_t start_id;  /* deliver only ids above this */
+	double expires_at; /* epoch seconds; 0 = none */
+	struct lws *wsi;   /* NULL until established */
 	enum conn_state state;
 	int close_code;
 	struct send_queue q;
-	const char *close_reason;	/* set by conn_close (static text), else NULL */
+	const char *close_reason; /* set by conn_close (static text), else NULL */
 	uint64_t last_rx_ms, last_tx_ms, ping_sent_ms;
 	bool ping_due, ping_outstanding;
-	bool claimed;			/* lws took it (ws_adopt): the WebSocket layer owns it */
-	bool envelope;			/* wsnotify.v1: {"id": cursor, "data": message} */
-	bool holding;			/* replay in flight: live messages wait in q.held */
-	bool rx_binary;			/* the client message being gathered is binary */
-	size_t rx_len;			/* bytes of the client message so far */
-	char *rx_buf;			/* the client message so far */
+	bool claimed;	/* lws took it (ws_adopt): the WebSocket layer owns it */
+	bool envelope;	/* wsnotify.v1: {"id": cursor, "data": message} */
+	bool holding;	/* replay in flight: live messages wait in q.held */
+	bool rx_binary; /* the client message being gathered is binary */
+	size_t rx_len;	/* bytes of the client message so far */
+	char *rx_buf;	/* the client message so far */
 	size_t rx_cap;
-	struct route_req *req_head, *req_tail;	/* waiting for a handler */
+	struct route_req *req_head, *req_tail; /* waiting for a handler */
 	int req_count;
-	bool req_inflight;		/* one handler call at a time: replies in order */
-	double rate_tokens;		/* client_rate_limit bucket */
+	bool req_inflight;  /* one handler call at a time: replies in order */
+	double rate_tokens; /* client_rate_limit bucket */
 	uint64_t rate_ms;
 	UT_hash_handle hh;
 	struct conn *unext, *uprev;
 	struct user_entry *user;
-	struct conn *flush_next, *flush_prev;	/* in the batch's list of connections to write */
+	struct conn *flush_next, *flush_prev; /* in the batch's list of connections to write */
 	bool flush_pending;
 	/*
 	 * claims, remote_addr and user_agent, kept only for wsnotify_restore:
@@ -102,7 +102,7 @@ struct user_entry {
 struct conn_row {
 	const char *id;
 	const char *user_id;
-	const char *claims;		/* may be NULL, like the next two */
+	const char *claims; /* may be NULL, like the next two */
 	const char *remote_addr;
 	const char *user_agent;
 	int64_t start_id;
@@ -111,8 +111,8 @@ struct conn_row {
 
 /* How a connection's queue reaches its socket (installed by the WebSocket layer). */
 struct registry_writer {
-	void (*want_write) (struct conn *c);	/* ask for a WRITEABLE callback */
-	void (*flush) (struct conn *c);		/* write what is queued now, outside callbacks */
+	void (*want_write)(struct conn *c); /* ask for a WRITEABLE callback */
+	void (*flush)(struct conn *c);	    /* write what is queued now, outside callbacks */
 };
 
 /* Start the registry: writes go through *w; its gauges are registered. */

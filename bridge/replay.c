@@ -25,7 +25,7 @@ replay_may_retry(const PGresult *res)
 	if (!res)
 		return true;
 	return strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
-		strncmp(state, "53", 2) == 0;
+	       strncmp(state, "53", 2) == 0;
 }
 
 /* Queue a v1 reset frame: the client's cursor is gone, start again from id. */
@@ -51,8 +51,9 @@ replay_failed(struct conn *c, const PGresult *res)
 		 * terminated backend): a reset would make the client throw
 		 * away a cursor that is still good.  It resumes again instead.
 		 */
-		log_warn("connection %s: wsnotify_replay interrupted: %s; closing with 1012 so the client resumes",
-			 c->id, msg);
+		log_warn(
+			"connection %s: wsnotify_replay interrupted: %s; closing with 1012 so the client resumes",
+			c->id, msg);
 		conn_close(c, &frame_close_resume);
 		return;
 	}
@@ -74,7 +75,8 @@ replay_row(struct conn *c, const PGresult *res, int i)
 		replay_reset(c, rid);
 		return;
 	}
-	p = PQgetvalue(res, i, 4)[0] == 't' ? payload_new_base64(body, len) : payload_new(body, len);
+	p = PQgetvalue(res, i, 4)[0] == 't' ? payload_new_base64(body, len) :
+					      payload_new(body, len);
 	if (!p)
 		return;
 	if (PQgetvalue(res, i, 1)[0] == 't' && !PQgetisnull(res, i, 2))
@@ -114,8 +116,9 @@ replay_start(struct conn *c, const char *since)
 	if (!db_query("SELECT id, kind, target, body, is_binary FROM wsnotify_replay($1, $2, $3)",
 		      3, params, replay_done, id, 0)) {
 		free(id);
-		log_warn("connection %s: database unavailable for the replay; closing with 1012 so the client resumes",
-			 c->id);
+		log_warn(
+			"connection %s: database unavailable for the replay; closing with 1012 so the client resumes",
+			c->id);
 		conn_close(c, &frame_close_resume);
 	}
 }

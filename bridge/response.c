@@ -48,12 +48,21 @@ response_header(struct response *r, const char *fmt, ...)
 const char *
 response_reason(int status)
 {
-	static const struct { int code; const char *text; } names[] = {
-		{200, "OK"}, {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
-		{404, "Not Found"}, {405, "Method Not Allowed"}, {413, "Content Too Large"},
-		{426, "Upgrade Required"}, {429, "Too Many Requests"},
-		{431, "Request Header Fields Too Large"}, {500, "Internal Server Error"},
-		{503, "Service Unavailable"}};
+	static const struct {
+		int code;
+		const char *text;
+	} names[] = {{200, "OK"},
+		     {400, "Bad Request"},
+		     {401, "Unauthorized"},
+		     {403, "Forbidden"},
+		     {404, "Not Found"},
+		     {405, "Method Not Allowed"},
+		     {413, "Content Too Large"},
+		     {426, "Upgrade Required"},
+		     {429, "Too Many Requests"},
+		     {431, "Request Header Fields Too Large"},
+		     {500, "Internal Server Error"},
+		     {503, "Service Unavailable"}};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (names[i].code == status)
@@ -73,9 +82,10 @@ response_finish(struct response *r, bool keep_alive)
 		     "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %lld\r\n"
 		     "Cache-Control: %s\r\nX-Content-Type-Options: nosniff\r\n"
 		     "Connection: %s\r\n%s\r\n",
-		     r->status, response_reason(r->status),
-		     r->content_type ? "Content-Type: " : "", r->content_type ? r->content_type : "",
-		     r->content_type ? "\r\n" : "", len, r->cacheable ? "no-cache" : "no-store", keep_alive ? "keep-alive" : "close", r->extra);
+		     r->status, response_reason(r->status), r->content_type ? "Content-Type: " : "",
+		     r->content_type ? r->content_type : "", r->content_type ? "\r\n" : "", len,
+		     r->cacheable ? "no-cache" : "no-store", keep_alive ? "keep-alive" : "close",
+		     r->extra);
 	if (n < 0) {
 		r->head = NULL;
 		return false;

@@ -18,7 +18,7 @@
 #include "seal.h"
 #include "session.h"
 
-static bool started;			/* bridge_start answered */
+static bool started; /* bridge_start answered */
 static session_started_cb on_started;
 static lws_sorted_usec_list_t heartbeat_sul;
 
@@ -80,8 +80,9 @@ session_start_done(PGresult *res, void *arg)
 		return;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		db_errmsg(res, msg, sizeof(msg));
-		log_error("wsnotify_bridge_start failed (SQLSTATE %s): %s; is the extension installed and the role a member of wsnotify_bridge?",
-			  db_sqlstate(res), msg);
+		log_error(
+			"wsnotify_bridge_start failed (SQLSTATE %s): %s; is the extension installed and the role a member of wsnotify_bridge?",
+			db_sqlstate(res), msg);
 		db_reset("bridge start failed");
 		return;
 	}
@@ -116,7 +117,8 @@ session_connections_json(void)
 	struct conn *c, *tmp;
 	char *s;
 
-	HASH_ITER(hh, registry_all(), c, tmp) {
+	HASH_ITER(hh, registry_all(), c, tmp)
+	{
 		json_t *o = json_object();
 		char stamp[40];
 		struct tm tm;
@@ -157,8 +159,8 @@ session_on_ready(session_started_cb started_cb)
 		char *json = session_connections_json();
 		const char *p2[2] = {cf_bridge_id, json};
 
-		db_query("SELECT wsnotify_restore($1, $2::jsonb)", 2, p2,
-			 session_restore_done, NULL, 0);
+		db_query("SELECT wsnotify_restore($1, $2::jsonb)", 2, p2, session_restore_done,
+			 NULL, 0);
 		free(json);
 	}
 }
@@ -207,8 +209,8 @@ session_heartbeat_cb(lws_sorted_usec_list_t *sul)
 	if (started && db_ready()) {
 		snprintf(reap, sizeof(reap), "%lld milliseconds", cf_reap_after);
 		db_query("SELECT wsnotify_heartbeat($1, $2::interval), "
-			 "pg_notification_queue_usage()", 2, p,
-			 session_heartbeat_done, NULL, 0);
+			 "pg_notification_queue_usage()",
+			 2, p, session_heartbeat_done, NULL, 0);
 	}
 	lws_sul_schedule(loop_context, 0, sul, session_heartbeat_cb,
 			 (lws_usec_t) cf_heartbeat_interval * 1000);

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 /* The bridge is started (cursor: where to fetch from) or restored (cursor NULL). */
-typedef void (*session_started_cb) (const int64_t *cursor);
+typedef void (*session_started_cb)(const int64_t *cursor);
 
 /* The delivery session is connected (again): key, LISTEN, start or restore, then started. */
 void session_on_ready(session_started_cb started);

@@ -27,14 +27,13 @@ test_policy_connect(void)
 		const char *addr;
 		uint64_t at;
 		bool ok;
-		int retry_after;	/* when refused */
+		int retry_after; /* when refused */
 	} steps[] = {
-		{"10.0.0.1", 1000, true, 0},
-		{"10.0.0.1", 1000, true, 0},
-		{"10.0.0.1", 1000, false, 1},	/* the burst of 2 is spent */
-		{"10.0.0.2", 1000, true, 0},	/* another address has its own bucket */
-		{"10.0.0.1", 1400, false, 1},	/* 0.8 tokens back */
-		{"10.0.0.1", 1500, true, 0},	/* one token back after 0.5 s */
+		{"10.0.0.1", 1000, true, 0},  {"10.0.0.1", 1000, true, 0},
+		{"10.0.0.1", 1000, false, 1}, /* the burst of 2 is spent */
+		{"10.0.0.2", 1000, true, 0},  /* another address has its own bucket */
+		{"10.0.0.1", 1400, false, 1}, /* 0.8 tokens back */
+		{"10.0.0.1", 1500, true, 0},  /* one token back after 0.5 s */
 		{"10.0.0.1", 1500, false, 1},
 	};
 
@@ -92,8 +91,8 @@ ids(const struct out_item *it, char *out, size_t n)
 
 	out[0] = '\0';
 	for (; it && len < n; it = it->next)
-		len += (size_t) snprintf(out + len, n - len, it->p ? "%s%lld" : "%sc", len ? "," : "",
-					 (long long) it->id);
+		len += (size_t) snprintf(out + len, n - len, it->p ? "%s%lld" : "%sc",
+					 len ? "," : "", (long long) it->id);
 }
 
 /* queue.c: bounded pushes, the held list, closes, byte counts and references. */
@@ -145,17 +144,17 @@ test_inline(void)
 		const char *in;
 		bool ok;
 		char kind;
-		const char *target;	/* NULL: none (a broadcast) */
+		const char *target; /* NULL: none (a broadcast) */
 		const char *body;
-		size_t rest;		/* bytes left after it */
+		size_t rest; /* bytes left after it */
 	} cases[] = {
 		{"u 5 7\nalice{\"a\":1}", true, 'u', "alice", "{\"a\":1}", 0},
 		{"c 2 2\nc1{}u 1 2\nb{}", true, 'c', "c1", "{}", 9},
 		{"b 0 4\n1234", true, 'b', NULL, "1234", 0},
 		{"x 2 0\nc1", true, 'x', "c1", "", 0},
-		{"t 1 2\nt{}", false, 0, NULL, NULL, 0},	/* topics are never inline */
-		{"u 5 7\nalice{\"a\"", false, 0, NULL, NULL, 0},	/* body runs past the end */
-		{"u 9 0\nalice", false, 0, NULL, NULL, 0},	/* target runs past the end */
+		{"t 1 2\nt{}", false, 0, NULL, NULL, 0},	 /* topics are never inline */
+		{"u 5 7\nalice{\"a\"", false, 0, NULL, NULL, 0}, /* body runs past the end */
+		{"u 9 0\nalice", false, 0, NULL, NULL, 0},	 /* target runs past the end */
 		{"u5 2\nab{}", false, 0, NULL, NULL, 0},
 		{"u 1 2 b{}", false, 0, NULL, NULL, 0},
 		{"u x 2\nb{}", false, 0, NULL, NULL, 0},
@@ -173,9 +172,11 @@ test_inline(void)
 			continue;
 		check(m.kind == cases[i].kind, "inline kind", cases[i].in);
 		check(cases[i].target ? m.target && m.target_len == strlen(cases[i].target) &&
-		      !memcmp(m.target, cases[i].target, m.target_len) : !m.target,
+						!memcmp(m.target, cases[i].target, m.target_len) :
+					!m.target,
 		      "inline target", cases[i].in);
-		check(m.body_len == strlen(cases[i].body) && !memcmp(m.body, cases[i].body, m.body_len),
+		check(m.body_len == strlen(cases[i].body) &&
+			      !memcmp(m.body, cases[i].body, m.body_len),
 		      "inline body", cases[i].in);
 		check((size_t) (end - at) == cases[i].rest, "inline advances past it", cases[i].in);
 	}
@@ -190,7 +191,8 @@ test_frame_form(void)
 	check(frame_form(p, 7, false) == p, "plain form is the message", "");
 	e = frame_form(p, 7, true);
 	check(e->len == strlen("{\"id\": \"7\", \"data\": {\"x\":1}}") &&
-	      !memcmp(e->data, "{\"id\": \"7\", \"data\": {\"x\":1}}", e->len), "v1 text envelope", e->data);
+		      !memcmp(e->data, "{\"id\": \"7\", \"data\": {\"x\":1}}", e->len),
+	      "v1 text envelope", e->data);
 	check(frame_form(p, 7, true) == e, "one envelope per message", "");
 	snprintf(p->topic, sizeof(p->topic), "news");
 	e = frame_form(p, 8, true);
@@ -203,7 +205,8 @@ test_frame_form(void)
 	b->data[1] = 'i';
 	e = frame_form(b, 0x0102030405060708LL, true);
 	check(e->binary && e->len == 11 && e->data[0] == 1 && e->data[1] == 1 && e->data[8] == 8 &&
-	      !memcmp(e->data + 9, "hi", 2), "v1 binary envelope", "");
+		      !memcmp(e->data + 9, "hi", 2),
+	      "v1 binary envelope", "");
 	payload_unref(b);
 }
 
@@ -214,10 +217,10 @@ test_frame_parse(void)
 	static const struct {
 		const char *in;
 		bool ok;
-		const char *body, *request_id;	/* request_id NULL: none */
+		const char *body, *request_id; /* request_id NULL: none */
 	} cases[] = {
 		{"{\"action\": \"x\"}", true, "{\"action\":\"x\"}", NULL},
-		{"{\"b\":1,\"a\":2}", true, "{\"b\":1,\"a\":2}", NULL},	/* order kept */
+		{"{\"b\":1,\"a\":2}", true, "{\"b\":1,\"a\":2}", NULL}, /* order kept */
 		{"{\"request_id\": \"r1\"}", true, "{\"request_id\":\"r1\"}", "\"r1\""},
 		{"{\"request_id\": 5}", true, "{\"request_id\":5}", "5"},
 		{"{\"request_id\": [1]}", true, "{\"request_id\":[1]}", NULL},
@@ -255,13 +258,15 @@ test_frame_text(void)
 	check(!strcmp(f, "{\"type\": \"reply\", \"data\": {\"hi\":1}}"), "v1 welcome", f);
 	free(f);
 	f = frame_reply("\"r\"", "2", true);
-	check(!strcmp(f, "{\"type\": \"reply\", \"request_id\": \"r\", \"data\": 2}"), "v1 reply", f);
+	check(!strcmp(f, "{\"type\": \"reply\", \"request_id\": \"r\", \"data\": 2}"), "v1 reply",
+	      f);
 	free(f);
 	f = frame_reply("\"r\"", "2", false);
 	check(!strcmp(f, "2"), "plain reply is the result", f);
 	free(f);
 	f = frame_error("7", "no_route", "none", true);
-	check(!strcmp(f, "{\"type\":\"error\",\"request_id\":7,\"code\":\"no_route\",\"message\":\"none\"}"),
+	check(!strcmp(f,
+		      "{\"type\":\"error\",\"request_id\":7,\"code\":\"no_route\",\"message\":\"none\"}"),
 	      "v1 error", f);
 	free(f);
 	f = frame_error(NULL, "bad_json", "no", false);
@@ -280,9 +285,9 @@ test_frame_close(void)
 		long long asked;
 		int sent;
 	} codes[] = {
-		{1000, 1000}, {1001, 1001}, {1003, 1003}, {1004, 1000}, {1005, 1000}, {1006, 1000},
-		{1011, 1011}, {1015, 1000}, {2999, 1000}, {3000, 3000}, {4001, 4001}, {4999, 4999},
-		{5000, 1000}, {999, 1000}, {-1, 1000},
+		{1000, 1000}, {1001, 1001}, {1003, 1003}, {1004, 1000}, {1005, 1000},
+		{1006, 1000}, {1011, 1011}, {1015, 1000}, {2999, 1000}, {3000, 3000},
+		{4001, 4001}, {4999, 4999}, {5000, 1000}, {999, 1000},	{-1, 1000},
 	};
 	static const struct {
 		size_t len;
@@ -299,13 +304,14 @@ test_frame_close(void)
 	memset(reason, 'a', 130);
 	reason[130] = '\0';
 	check(frame_close_reason_len(reason) == 123, "reason cut to 123 bytes", "");
-	memcpy(reason + 122, "\xc3\xa9", 2);	/* an é across the cut */
+	memcpy(reason + 122, "\xc3\xa9", 2); /* an é across the cut */
 	check(frame_close_reason_len(reason) == 122, "cut at a UTF-8 boundary", "");
 	check(frame_close_reason_len("short") == 5, "short reason kept", "");
 	for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
 		size_t n = frame_ws_head(h, 0x1, true, heads[i].len);
 
-		check(n == heads[i].head && h[0] == 0x81 && h[1] == heads[i].b1, "frame_ws_head", "");
+		check(n == heads[i].head && h[0] == 0x81 && h[1] == heads[i].b1, "frame_ws_head",
+		      "");
 	}
 	check(frame_ws_head(h, 0x0, false, 3) == 2 && h[0] == 0x00, "continuation, not fin", "");
 }

@@ -30,8 +30,8 @@
 #define WS_RX_BUFFER 128
 
 /* The protocol callback for "wsnotify" and "wsnotify.v1". */
-int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-		void *in, size_t len);
+int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		size_t len);
 struct conn;
 
 /* Install the registry's writer (before any connection exists). */
