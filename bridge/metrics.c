@@ -51,10 +51,16 @@ metrics_lag(double seconds)
 		metrics.lag_max = seconds;
 }
 
-/* Append one metric family (HELP, TYPE, value) to the buffer. */
+/* The text being rendered. */
+struct metrics_out {
+	char *buf;
+	size_t len, cap;
+};
+
+/* Append one metric family (HELP, TYPE, value) to the output. */
 static void
-metrics_put(char **buf, size_t *len, size_t *cap, const char *name, const char *type,
-	    const char *help, const char *labels, double value)
+metrics_put(struct metrics_out *o, const char *name, const char *type, const char *help,
+	    const char *labels, double value)
 {
 	char line[512];
 	int n;
@@ -64,29 +70,27 @@ metrics_put(char **buf, size_t *len, size_t *cap, const char *name, const char *
 			     help, name, type, name, labels, value);
 	else
 		n = snprintf(line, sizeof(line), "%s%s %.17g\n", name, labels, value);
-	if (*len + (size_t) n + 1 > *cap) {
-		*cap = (*cap + (size_t) n + 1) * 2;
-		*buf = util_realloc(*buf, *cap);
+	if (o->len + (size_t) n + 1 > o->cap) {
+		o->cap = (o->cap + (size_t) n + 1) * 2;
+		o->buf = util_realloc(o->buf, o->cap);
 	}
-	memcpy(*buf + *len, line, (size_t) n + 1);
-	*len += (size_t) n;
+	memcpy(o->buf + o->len, line, (size_t) n + 1);
+	o->len += (size_t) n;
 }
 
 char *
 metrics_render(size_t *len)
 {
-	size_t cap = 4096;
-	char *b = util_alloc(cap);
+	struct metrics_out o = {util_alloc(4096), 0, 4096};
 
-	*len = 0;
-	b[0] = '\0';
-#define G(n, h, v) metrics_put(&b, len, &cap, "wsnotify_" n, "gauge", h, "", (double) (v))
-#define C(n, h, v) metrics_put(&b, len, &cap, "wsnotify_" n, "counter", h, "", (double) (v))
+	o.buf[0] = '\0';
+#define G(n, h, v) metrics_put(&o, "wsnotify_" n, "gauge", h, "", (double) (v))
+#define C(n, h, v) metrics_put(&o, "wsnotify_" n, "counter", h, "", (double) (v))
 	for (int g = 0; g < GAUGE_N; g++) {
 		char name[64];
 
 		snprintf(name, sizeof(name), "wsnotify_%s", gauges[g].name);
-		metrics_put(&b, len, &cap, name, "gauge", gauges[g].help, "",
+		metrics_put(&o, name, "gauge", gauges[g].help, "",
 			    gauge_read[g] ? gauge_read[g]() : 0.0);
 	}
 	C("connections_accepted_total", "Connections upgraded to WebSocket.",
@@ -100,7 +104,7 @@ metrics_render(size_t *len)
 		char lab[64];
 
 		snprintf(lab, sizeof(lab), "{reason=\"%s\"}", auth_reasons[r]);
-		metrics_put(&b, len, &cap, "wsnotify_auth_failures_total", "counter",
+		metrics_put(&o, "wsnotify_auth_failures_total", "counter",
 			    r == 0 ? "Refused upgrades by reason." : NULL, lab,
 			    (double) metrics.auth_failures[r]);
 	}
@@ -131,5 +135,6 @@ metrics_render(size_t *len)
 	  metrics.notify_queue_usage);
 #undef G
 #undef C
-	return b;
+	*len = o.len;
+	return o.buf;
 }
