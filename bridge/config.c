@@ -50,8 +50,9 @@ struct cf_key {
 /*
  * The table: every setting the bridge has, with its default and (numbers,
  * sizes, durations) its range, checked at load.  docs/config.md mirrors it
- * (test/check_config_docs).
+ * (test/check_config_docs), which reads it one key a line: not reflowed.
  */
+/* clang-format off */
 static const struct cf_key cf_keys[] = {
 	{"dsn", CF_STR, &cf_dsn, false, "", NULL, NULL},
 	{"listen", CF_STR, &cf_listen, false, "127.0.0.1:8080", NULL, NULL},
@@ -82,19 +83,17 @@ static const struct cf_key cf_keys[] = {
 	{"handler_timeout", CF_DURATION, &cf_handler_timeout, true, "5s", "0", "24h"},
 	{"client_rate_limit", CF_INT, &cf_client_rate_limit, true, "50", "0", "1000000"},
 	{"max_pending_requests", CF_INT, &cf_max_pending_requests, true, "16", "0", "1000000"},
-	{"max_connections_per_user", CF_INT, &cf_max_connections_per_user, true, "100", "0",
-	 "10000000"},
+	{"max_connections_per_user", CF_INT, &cf_max_connections_per_user, true, "100", "0", "10000000"},
 	{"connect_rate_limit", CF_INT, &cf_connect_rate_limit, true, "0", "0", "1000000"},
-	{"auth_failure_rate_limit", CF_INT, &cf_auth_failure_rate_limit, true, "60", "0",
-	 "1000000"},
+	{"auth_failure_rate_limit", CF_INT, &cf_auth_failure_rate_limit, true, "60", "0", "1000000"},
 	{"handshake_timeout", CF_DURATION, &cf_handshake_timeout, true, "5s", "0", "1h"},
 	{"linger_timeout", CF_DURATION, &cf_linger_timeout, true, "2s", "0", "1h"},
 	{"close_on_token_expiry", CF_BOOL, &cf_close_on_token_expiry, true, "true", NULL, NULL},
 	{"db_pipeline_depth", CF_INT, &cf_db_pipeline_depth, true, "64", "1", "100000"},
 	{"db_tcp_timeout", CF_DURATION, &cf_db_tcp_timeout, true, "10s", "0", "1h"},
-	{"connect_synchronous_commit", CF_BOOL, &cf_connect_synchronous_commit, true, "false", NULL,
-	 NULL},
+	{"connect_synchronous_commit", CF_BOOL, &cf_connect_synchronous_commit, true, "false", NULL, NULL},
 };
+/* clang-format on */
 #define CF_NKEYS (sizeof(cf_keys) / sizeof(cf_keys[0]))
 
 /* A parsed value of one key. */
