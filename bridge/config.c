@@ -24,17 +24,16 @@
 #define WSNOTIFY_VERSION "unknown"
 #endif
 
-char *cf_dsn, *cf_listen, *cf_bridge_id, *cf_static, *cf_tls_cert_file,
-	*cf_tls_key_file, *cf_log_level, *cf_allowed_origins;
+char *cf_dsn, *cf_listen, *cf_bridge_id, *cf_static, *cf_tls_cert_file, *cf_tls_key_file,
+	*cf_log_level, *cf_allowed_origins;
 bool cf_verbose;
-long long cf_max_connections, cf_max_message_size, cf_send_queue_max,
-	cf_max_header_size, cf_ping_interval, cf_ping_timeout, cf_idle_timeout,
-	cf_heartbeat_interval, cf_reap_after, cf_auth_timeout, cf_poll_interval,
-	cf_fetch_batch, cf_reconnect_min, cf_reconnect_max, cf_drain_timeout,
-	cf_token_leeway, cf_handler_pool_size, cf_handler_timeout, cf_client_rate_limit,
-	cf_max_pending_requests, cf_max_connections_per_user, cf_connect_rate_limit,
-	cf_auth_failure_rate_limit, cf_handshake_timeout, cf_db_pipeline_depth, cf_linger_timeout,
-	cf_db_tcp_timeout;
+long long cf_max_connections, cf_max_message_size, cf_send_queue_max, cf_max_header_size,
+	cf_ping_interval, cf_ping_timeout, cf_idle_timeout, cf_heartbeat_interval, cf_reap_after,
+	cf_auth_timeout, cf_poll_interval, cf_fetch_batch, cf_reconnect_min, cf_reconnect_max,
+	cf_drain_timeout, cf_token_leeway, cf_handler_pool_size, cf_handler_timeout,
+	cf_client_rate_limit, cf_max_pending_requests, cf_max_connections_per_user,
+	cf_connect_rate_limit, cf_auth_failure_rate_limit, cf_handshake_timeout,
+	cf_db_pipeline_depth, cf_linger_timeout, cf_db_tcp_timeout;
 bool cf_close_on_token_expiry, cf_connect_synchronous_commit;
 
 enum cf_type { CF_STR, CF_BOOL, CF_INT, CF_SIZE, CF_DURATION };
@@ -45,14 +44,15 @@ struct cf_key {
 	void *var;
 	bool reloadable;
 	const char *def;
-	const char *min, *max;		/* numeric keys: the range, in the key's units; else NULL */
+	const char *min, *max; /* numeric keys: the range, in the key's units; else NULL */
 };
 
 /*
  * The table: every setting the bridge has, with its default and (numbers,
  * sizes, durations) its range, checked at load.  docs/config.md mirrors it
- * (test/check_config_docs).
+ * (test/check_config_docs), which reads it one key a line: not reflowed.
  */
+/* clang-format off */
 static const struct cf_key cf_keys[] = {
 	{"dsn", CF_STR, &cf_dsn, false, "", NULL, NULL},
 	{"listen", CF_STR, &cf_listen, false, "127.0.0.1:8080", NULL, NULL},
@@ -93,6 +93,7 @@ static const struct cf_key cf_keys[] = {
 	{"db_tcp_timeout", CF_DURATION, &cf_db_tcp_timeout, true, "10s", "0", "1h"},
 	{"connect_synchronous_commit", CF_BOOL, &cf_connect_synchronous_commit, true, "false", NULL, NULL},
 };
+/* clang-format on */
 #define CF_NKEYS (sizeof(cf_keys) / sizeof(cf_keys[0]))
 
 /* A parsed value of one key. */
@@ -102,8 +103,8 @@ union cf_value {
 	long long i;
 };
 
-static char *cf_file;			/* -c FILE, or NULL */
-static char *cf_cli[CF_NKEYS];		/* values given as flags */
+static char *cf_file;	       /* -c FILE, or NULL */
+static char *cf_cli[CF_NKEYS]; /* values given as flags */
 
 /* Scratch state for one pass over the file. */
 struct cf_pass {
@@ -118,7 +119,7 @@ cf_find(const char *name)
 	char norm[64];
 	size_t i;
 
-	for (i = 0; name[i] && i < sizeof(norm) - 1; i++)
+	for (i = 0; i < sizeof(norm) - 1 && name[i]; i++)
 		norm[i] = name[i] == '-' ? '_' : name[i];
 	norm[i] = '\0';
 	for (size_t k = 0; k < CF_NKEYS; k++)
@@ -144,8 +145,7 @@ cf_scale(double v, long long mult, long long *out)
 
 /* Parse a number with an optional unit suffix from a table of units. */
 static bool
-cf_parse_scaled(const char *s, const char *const *units, const long long *mult,
-		long long *out)
+cf_parse_scaled(const char *s, const char *const *units, const long long *mult, long long *out)
 {
 	char *end;
 	double v;
@@ -166,13 +166,12 @@ cf_parse_scaled(const char *s, const char *const *units, const long long *mult,
 
 /* Convert the text of one key into its value; false with err filled. */
 static bool
-cf_parse(const struct cf_key *k, const char *s, union cf_value *v, char *err,
-	 size_t errlen)
+cf_parse(const struct cf_key *k, const char *s, union cf_value *v, char *err, size_t errlen)
 {
-	static const char *const size_units[] = {"B", "K", "KB", "KiB", "M", "MB",
-						 "MiB", "G", "GiB", NULL};
-	static const long long size_mult[] = {1, 1024, 1024, 1024, 1048576, 1048576,
-					      1048576, 1073741824, 1073741824};
+	static const char *const size_units[] = {"B",  "K",   "KB", "KiB", "M",
+						 "MB", "MiB", "G",  "GiB", NULL};
+	static const long long size_mult[] = {1,       1024,	1024,	    1024,      1048576,
+					      1048576, 1048576, 1073741824, 1073741824};
 	static const char *const dur_units[] = {"s", "ms", "s", "sec", "min", "h", NULL};
 	static const long long dur_mult[] = {1000, 1, 1000, 1000, 60000, 3600000};
 	char *end;
@@ -182,11 +181,11 @@ cf_parse(const struct cf_key *k, const char *s, union cf_value *v, char *err,
 		v->s = strdup(s);
 		return true;
 	case CF_BOOL:
-		if (!strcasecmp(s, "true") || !strcasecmp(s, "on") ||
-		    !strcasecmp(s, "yes") || !strcmp(s, "1"))
+		if (!strcasecmp(s, "true") || !strcasecmp(s, "on") || !strcasecmp(s, "yes") ||
+		    !strcmp(s, "1"))
 			v->b = true;
-		else if (!strcasecmp(s, "false") || !strcasecmp(s, "off") ||
-			 !strcasecmp(s, "no") || !strcmp(s, "0"))
+		else if (!strcasecmp(s, "false") || !strcasecmp(s, "off") || !strcasecmp(s, "no") ||
+			 !strcmp(s, "0"))
 			v->b = false;
 		else
 			goto bad;
@@ -214,8 +213,7 @@ bad:
 
 /* libinih callback: record one key=value of the file. */
 static int
-cf_ini_handler(void *user, const char *section, const char *name,
-	       const char *value)
+cf_ini_handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct cf_pass *p = user;
 	int k;
@@ -276,7 +274,8 @@ cf_validate(union cf_value *v, char *err, size_t errlen)
 	const char *lvl = v[cf_find("log_level")].s;
 
 	if (log_level_parse(lvl) < 0) {
-		snprintf(err, errlen, "invalid value \"%s\" for log_level (error, warn, info, debug)", lvl);
+		snprintf(err, errlen,
+			 "invalid value \"%s\" for log_level (error, warn, info, debug)", lvl);
 		return false;
 	}
 	if (!strchr(v[cf_find("listen")].s, ':')) {
@@ -304,8 +303,8 @@ cf_in_range(const struct cf_key *k, const char *s, const union cf_value *v, char
 		return false;
 	if (v->i >= lo.i && v->i <= hi.i)
 		return true;
-	snprintf(err, errlen, "value \"%s\" for %s is out of range (%s to %s)", s, k->name,
-		 k->min, k->max);
+	snprintf(err, errlen, "value \"%s\" for %s is out of range (%s to %s)", s, k->name, k->min,
+		 k->max);
 	return false;
 }
 
@@ -314,8 +313,9 @@ static bool
 cf_compute(struct cf_pass *p, union cf_value *v, char *err, size_t errlen)
 {
 	for (size_t k = 0; k < CF_NKEYS; k++) {
-		const char *s = cf_cli[k] ? cf_cli[k] :
-			p->file_val[k] ? p->file_val[k] : cf_keys[k].def;
+		const char *s = cf_cli[k]      ? cf_cli[k] :
+				p->file_val[k] ? p->file_val[k] :
+						 cf_keys[k].def;
 
 		if (!cf_parse(&cf_keys[k], s, &v[k], err, errlen) ||
 		    !cf_in_range(&cf_keys[k], s, &v[k], err, errlen)) {
@@ -399,14 +399,15 @@ cf_parse_args(int argc, char **argv)
 		for (char *p = names[k]; *p; p++)
 			if (*p == '_')
 				*p = '-';
-		opts[n++] = (struct option) {names[k],
-			cf_keys[k].type == CF_BOOL ? optional_argument : required_argument,
-			NULL, 1000 + (int) k};
+		opts[n++] = (struct option){names[k],
+					    cf_keys[k].type == CF_BOOL ? optional_argument :
+									 required_argument,
+					    NULL, 1000 + (int) k};
 	}
-	opts[n++] = (struct option) {"config", required_argument, NULL, 'c'};
-	opts[n++] = (struct option) {"help", no_argument, NULL, 'h'};
-	opts[n++] = (struct option) {"version", no_argument, NULL, 'V'};
-	opts[n] = (struct option) {NULL, 0, NULL, 0};
+	opts[n++] = (struct option){"config", required_argument, NULL, 'c'};
+	opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
+	opts[n++] = (struct option){"version", no_argument, NULL, 'V'};
+	opts[n] = (struct option){NULL, 0, NULL, 0};
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, &idx)) != -1) {
 		if (c == 'c') {
@@ -437,7 +438,6 @@ cf_parse_args(int argc, char **argv)
 	return true;
 }
 
-/* Parse argv and the -c file; on error print why and return false. */
 bool
 config_load(int argc, char **argv)
 {
@@ -464,7 +464,6 @@ config_load(int argc, char **argv)
 	return true;
 }
 
-/* Re-read the file (SIGHUP); on error log why and keep the old settings. */
 bool
 config_reload(void)
 {
@@ -492,7 +491,9 @@ config_reload(void)
 			changed++;
 			log_info("reload: %s changed", key->name);
 		} else {
-			log_warn("reload: %s changed but needs a restart; keeping the running value", key->name);
+			log_warn(
+				"reload: %s changed but needs a restart; keeping the running value",
+				key->name);
 			if (key->type == CF_STR)
 				free(v[k].s);
 		}
@@ -503,14 +504,12 @@ config_reload(void)
 	return true;
 }
 
-/* Apply derived settings (log level). */
 void
 config_apply(void)
 {
 	log_set_level(cf_verbose ? LOG_DEBUG : (enum log_level) log_level_parse(cf_log_level));
 }
 
-/* Release everything config_load allocated. */
 void
 config_free(void)
 {

@@ -32,35 +32,38 @@ struct db_item {
 	db_cb cb;
 	void *arg;
 	int flags;
-	uint64_t sent_ms;		/* now_ms() when it was sent */
-	PGresult *result;		/* its result, kept until its Sync is answered */
+	uint64_t sent_ms; /* now_ms() when it was sent */
+	PGresult *result; /* its result, kept until its Sync is answered */
 };
 
 /* One database session and its query FIFO. */
 struct db {
-	struct db *next, *prev;		/* every session, for the watchdog and shutdown */
-	const char *name;		/* for logs: "database", "handler pool 1", ... */
-	bool main;			/* the delivery session: pipelined */
+	struct db *next, *prev; /* every session, for the watchdog and shutdown */
+	const char *name;	/* for logs: "database", "handler pool 1", ... */
+	bool main;		/* the delivery session: pipelined */
 	struct db_hooks hooks;
 	PGconn *conn;
 	enum db_state state;
 	struct lws *wsi;
 	int sock;
 	struct raw_tag tag;
-	struct db_item *head, *tail;	/* queued, not sent */
-	struct db_item *inflight, *inflight_tail;	/* sent, in order, awaiting their Sync */
+	struct db_item *head, *tail;		  /* queued, not sent */
+	struct db_item *inflight, *inflight_tail; /* sent, in order, awaiting their Sync */
 	int ninflight;
 	int count;
 	long long backoff;
 	bool ever_ready;
 	lws_sorted_usec_list_t retry_sul;
 	struct loop_soon write_soon;
-	char *broken;			/* a send failed where db_lost could not run: why */
+	char *broken; /* a send failed where db_lost could not run: why */
 };
 
 static int db_on_event(struct lws *wsi, int reason, void *obj);
 
-static struct db db_main_s = {.name = "database", .main = true, .state = DB_DOWN, .sock = -1,
+static struct db db_main_s = {.name = "database",
+			      .main = true,
+			      .state = DB_DOWN,
+			      .sock = -1,
 			      .tag = {RAW_MAGIC, db_on_event, &db_main_s}};
 struct db *db_main = &db_main_s;
 /*
@@ -81,21 +84,18 @@ db_want_write(struct db *d)
 	loop_soon_writable(&d->write_soon, &d->wsi);
 }
 
-/* 1 when this session is connected. */
 int
 db_ready_on(struct db *d)
 {
 	return d->state == DB_READY;
 }
 
-/* Queries queued or in flight on this session. */
 int
 db_queue_length_on(struct db *d)
 {
 	return d->count;
 }
 
-/* SQLSTATE of an error result, "" when none. */
 const char *
 db_sqlstate(const PGresult *res)
 {
@@ -104,7 +104,6 @@ db_sqlstate(const PGresult *res)
 	return s ? s : "";
 }
 
-/* Primary message of an error result, one line. */
 void
 db_errmsg(const PGresult *res, char *buf, size_t n)
 {
@@ -131,10 +130,9 @@ db_item_free(struct db_item *it)
 	free(it);
 }
 
-/* Queue a query on a session; false when not ready and not DB_RETRY. */
 bool
 db_query_on(struct db *d, const char *sql, int nparams, const char *const *params, db_cb cb,
-	 void *arg, int flags)
+	    void *arg, int flags)
 {
 	struct db_item *it;
 
@@ -298,8 +296,8 @@ db_take(struct db *d, PGresult *r)
 		db_complete(d);
 		return;
 	}
-	if (!it->result || (st == PGRES_FATAL_ERROR &&
-			    PQresultStatus(it->result) != PGRES_FATAL_ERROR)) {
+	if (!it->result ||
+	    (st == PGRES_FATAL_ERROR && PQresultStatus(it->result) != PGRES_FATAL_ERROR)) {
 		PQclear(it->result);
 		it->result = r;
 	} else
@@ -397,8 +395,6 @@ db_fail_queue(struct db *d)
 	if (d->inflight_tail) {
 		d->inflight_tail->next = d->head;
 		d->head = d->inflight;
-		if (!d->tail)
-			d->tail = d->inflight_tail;
 	}
 	d->inflight = d->inflight_tail = NULL;
 	d->ninflight = 0;
@@ -483,7 +479,6 @@ db_lost(struct db *d, const char *why)
 	db_schedule_retry(d);
 }
 
-/* Drop the delivery session's connection and reconnect. */
 void
 db_reset(const char *why)
 {
@@ -502,9 +497,8 @@ db_on_connected(struct db *d)
 	d->backoff = cf_reconnect_min;
 	if (d->ever_ready && d->main)
 		metrics.db_reconnects++;
-	log_info("%s connected (server %d, backend pid %d)%s", d->name,
-		 PQserverVersion(d->conn), PQbackendPID(d->conn),
-		 d->ever_ready ? ", reconnected" : "");
+	log_info("%s connected (server %d, backend pid %d)%s", d->name, PQserverVersion(d->conn),
+		 PQbackendPID(d->conn), d->ever_ready ? ", reconnected" : "");
 	d->ever_ready = true;
 	if (d->hooks.ready)
 		d->hooks.ready(d->hooks.arg);
@@ -544,11 +538,23 @@ db_start_on(struct db *d)
 {
 	char user_timeout[24], idle[24], interval[24];
 	long long t = cf_db_tcp_timeout;
-	const char *keys[] = {"keepalives", "keepalives_idle", "keepalives_interval",
-		"keepalives_count", "tcp_user_timeout", "dbname", "fallback_application_name", NULL};
-	const char *vals[] = {"1", idle, interval, "2", user_timeout, cf_dsn,
-		d->main ? "wsnotify-bridge" : "wsnotify-bridge-handlers", NULL};
-	int first = t > 0 ? 0 : 5;	/* 0: libpq's and the system's defaults */
+	const char *keys[] = {"keepalives",
+			      "keepalives_idle",
+			      "keepalives_interval",
+			      "keepalives_count",
+			      "tcp_user_timeout",
+			      "dbname",
+			      "fallback_application_name",
+			      NULL};
+	const char *vals[] = {"1",
+			      idle,
+			      interval,
+			      "2",
+			      user_timeout,
+			      cf_dsn,
+			      d->main ? "wsnotify-bridge" : "wsnotify-bridge-handlers",
+			      NULL};
+	int first = t > 0 ? 0 : 5; /* 0: libpq's and the system's defaults */
 
 	if (d->state == DB_STOPPED)
 		return;
@@ -616,7 +622,8 @@ db_check_stuck(void)
 {
 	struct db *d;
 
-	DL_FOREACH(db_all, d) {
+	DL_FOREACH(db_all, d)
+	{
 		uint64_t limit = 3 * (uint64_t) cf_auth_timeout;
 
 		/* a handler may legitimately run up to handler_timeout */
@@ -627,13 +634,13 @@ db_check_stuck(void)
 	}
 }
 
-/* Close every session for good (shutdown). */
 void
 db_stop(void)
 {
 	struct db *d;
 
-	DL_FOREACH(db_all, d) {
+	DL_FOREACH(db_all, d)
+	{
 		db_unadopt(d);
 		if (d->conn)
 			PQfinish(d->conn);
@@ -683,7 +690,7 @@ db_pool_new(const char *name, const struct db_hooks *hooks)
 	d->hooks = *hooks;
 	d->state = DB_DOWN;
 	d->sock = -1;
-	d->tag = (struct raw_tag) {RAW_MAGIC, db_on_event, d};
+	d->tag = (struct raw_tag){RAW_MAGIC, db_on_event, d};
 	DL_APPEND(db_all, d);
 	db_start_on(d);
 	return d;
@@ -691,8 +698,7 @@ db_pool_new(const char *name, const struct db_hooks *hooks)
 
 /* Queue a query on the delivery session. */
 bool
-db_query(const char *sql, int nparams, const char *const *params, db_cb cb,
-	 void *arg, int flags)
+db_query(const char *sql, int nparams, const char *const *params, db_cb cb, void *arg, int flags)
 {
 	return db_query_on(db_main, sql, nparams, params, cb, arg, flags);
 }

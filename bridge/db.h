@@ -24,15 +24,15 @@
 #define DB_RETRY 1
 
 /* Called with the result (NULL: connection lost before the answer). */
-typedef void (*db_cb) (PGresult *res, void *arg);
+typedef void (*db_cb)(PGresult *res, void *arg);
 
 struct db;
 
 /* What a session reports to its owner; any hook may be NULL. */
 struct db_hooks {
-	void (*ready) (void *arg);	/* connected (again): queue what a new session needs */
-	void (*lost) (void *arg);	/* the connection is gone; queries were answered NULL */
-	void (*notify) (const char *payload, void *arg);	/* NOTIFY wsnotify arrived */
+	void (*ready)(void *arg); /* connected (again): queue what a new session needs */
+	void (*lost)(void *arg);  /* the connection is gone; queries were answered NULL */
+	void (*notify)(const char *payload, void *arg); /* NOTIFY wsnotify arrived */
 	void *arg;
 };
 
@@ -46,8 +46,8 @@ struct db *db_pool_new(const char *name, const struct db_hooks *hooks);
 /* Start connecting a session. */
 void db_start_on(struct db *d);
 /* Queue a query on a session; false when not ready and not DB_RETRY. */
-bool db_query_on(struct db *d, const char *sql, int nparams, const char *const *params,
-		 db_cb cb, void *arg, int flags);
+bool db_query_on(struct db *d, const char *sql, int nparams, const char *const *params, db_cb cb,
+		 void *arg, int flags);
 /* 1 when this session is connected. */
 int db_ready_on(struct db *d);
 /* Queries queued or in flight on this session. */
@@ -55,8 +55,8 @@ int db_queue_length_on(struct db *d);
 /* Queries sent and not yet answered on the delivery session (pipeline). */
 int db_in_flight(void);
 /* Queue a query; false (nothing queued) when not ready and not DB_RETRY. */
-bool db_query(const char *sql, int nparams, const char *const *params,
-	      db_cb cb, void *arg, int flags);
+bool db_query(const char *sql, int nparams, const char *const *params, db_cb cb, void *arg,
+	      int flags);
 /* 1 when connected. */
 int db_ready(void);
 /* Queries queued or in flight. */

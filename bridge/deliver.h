@@ -6,18 +6,14 @@
  * the next cursor.  A fetch runs on every NOTIFY wsnotify, after every
  * (re)connect, and every poll_interval as a safety net.  Each connection only
  * receives ids above its own start cursor (wsnotify_connect's last_id).
+ * Delivery owns the delivery session: it opens it, and the session's own
+ * SQL (start, restore, heartbeat, disconnects) is session.c's.  Uses the
+ * session, db, the registry, seal, payload, frame and the loop.
  */
 #ifndef WSNOTIFY_DELIVER_H
 #define WSNOTIFY_DELIVER_H
 
-#include <stdbool.h>
-#include <stdint.h>
-
 /* Open the delivery session (db_start, with this module's hooks) and start the timers. */
 void deliver_start(void);
-/* True once wsnotify_bridge_start has answered. */
-bool deliver_started(void);
-/* The connection's row is gone: run wsnotify_disconnect (kept across reconnects). */
-void deliver_disconnect(const char *connection_id);
 
 #endif

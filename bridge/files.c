@@ -23,14 +23,15 @@ files_segment(const char *seg, size_t len, char *out, size_t n, size_t *o)
 	for (size_t i = 0; i < len && d < sizeof(dec) - 1; i++) {
 		if (seg[i] == '%' && i + 2 < len && util_hex_value(seg[i + 1]) >= 0 &&
 		    util_hex_value(seg[i + 2]) >= 0) {
-			dec[d++] = (char) (util_hex_value(seg[i + 1]) * 16 + util_hex_value(seg[i + 2]));
+			dec[d++] = (char) (util_hex_value(seg[i + 1]) * 16 +
+					   util_hex_value(seg[i + 2]));
 			i += 2;
 		} else
 			dec[d++] = seg[i];
 	}
 	dec[d] = '\0';
 	if (memchr(dec, '\0', d) || strchr(dec, '/') || strchr(dec, '\\'))
-		return false;	/* an encoded slash or NUL hides a segment */
+		return false; /* an encoded slash or NUL hides a segment */
 	if (d == 0 || !strcmp(dec, "."))
 		return true;
 	if (!strcmp(dec, ".."))
@@ -69,19 +70,29 @@ files_path(const char *target, char *out, size_t n)
 	return true;
 }
 
-/* The media type of a file name, by its extension. */
 const char *
 files_type(const char *name)
 {
-	static const struct { const char *ext, *type; } types[] = {
-		{"html", "text/html; charset=utf-8"}, {"htm", "text/html; charset=utf-8"},
-		{"js", "text/javascript; charset=utf-8"}, {"mjs", "text/javascript; charset=utf-8"},
-		{"css", "text/css; charset=utf-8"}, {"json", "application/json"},
-		{"map", "application/json"}, {"txt", "text/plain; charset=utf-8"},
-		{"svg", "image/svg+xml"}, {"png", "image/png"}, {"jpg", "image/jpeg"},
-		{"jpeg", "image/jpeg"}, {"gif", "image/gif"}, {"webp", "image/webp"},
-		{"ico", "image/x-icon"}, {"wasm", "application/wasm"}, {"woff", "font/woff"},
-		{"woff2", "font/woff2"}};
+	static const struct {
+		const char *ext, *type;
+	} types[] = {{"html", "text/html; charset=utf-8"},
+		     {"htm", "text/html; charset=utf-8"},
+		     {"js", "text/javascript; charset=utf-8"},
+		     {"mjs", "text/javascript; charset=utf-8"},
+		     {"css", "text/css; charset=utf-8"},
+		     {"json", "application/json"},
+		     {"map", "application/json"},
+		     {"txt", "text/plain; charset=utf-8"},
+		     {"svg", "image/svg+xml"},
+		     {"png", "image/png"},
+		     {"jpg", "image/jpeg"},
+		     {"jpeg", "image/jpeg"},
+		     {"gif", "image/gif"},
+		     {"webp", "image/webp"},
+		     {"ico", "image/x-icon"},
+		     {"wasm", "application/wasm"},
+		     {"woff", "font/woff"},
+		     {"woff2", "font/woff2"}};
 	const char *dot = strrchr(name, '.');
 
 	if (dot && !strchr(dot, '/'))

@@ -58,7 +58,8 @@ frame_envelope_binary(const struct payload *p, int64_t id)
 	return e;
 }
 
-struct payload *
+/* The wsnotify.v1 envelope of message id, with one reference. */
+static struct payload *
 frame_envelope(const struct payload *p, int64_t id)
 {
 	char head[224];
@@ -69,14 +70,32 @@ frame_envelope(const struct payload *p, int64_t id)
 		return frame_envelope_binary(p, id);
 	/* topic names need no escaping (the extension checks them) */
 	hl = p->topic[0] ?
-		snprintf(head, sizeof(head), "{\"id\": \"%lld\", \"topic\": \"%s\", \"data\": ",
-			 (long long) id, p->topic) :
-		snprintf(head, sizeof(head), "{\"id\": \"%lld\", \"data\": ", (long long) id);
+		     snprintf(head, sizeof(head),
+			      "{\"id\": \"%lld\", \"topic\": \"%s\", \"data\": ", (long long) id,
+			      p->topic) :
+		     snprintf(head, sizeof(head), "{\"id\": \"%lld\", \"data\": ", (long long) id);
 	e = payload_alloc((size_t) hl + p->len + 1, false);
 	memcpy(e->data, head, (size_t) hl);
 	memcpy(e->data + hl, p->data, p->len);
 	e->data[e->len - 1] = '}';
 	return e;
+}
+
+/*
+ * The envelope is kept with the message (p->v1) when it is built for its
+ * first v1 recipient, so a broadcast builds it once, not once a recipient.
+ */
+struct payload *
+frame_form(struct payload *p, int64_t id, bool v1)
+{
+	if (!v1)
+		return p;
+	if (!p->v1 || p->v1_id != id) {
+		payload_unref(p->v1);
+		p->v1 = frame_envelope(p, id);
+		p->v1_id = id;
+	}
+	return p->v1;
 }
 
 /* {"type": "reply", ["request_id": R, ]"data": D}: a reply or a welcome in v1. */
@@ -115,7 +134,8 @@ frame_error_object(const char *request_id, const char *code, bool v1)
 	if (v1) {
 		json_object_set_new(o, "type", json_string("error"));
 		if (request_id)
-			json_object_set_new(o, "request_id", json_loads(request_id, JSON_DECODE_ANY, NULL));
+			json_object_set_new(o, "request_id",
+					    json_loads(request_id, JSON_DECODE_ANY, NULL));
 		json_object_set_new(o, "code", json_string(code));
 	} else
 		json_object_set_new(o, "error", json_string(code));
@@ -144,7 +164,7 @@ frame_error(const char *request_id, const char *code, const char *message, bool 
 }
 
 int
-frame_refused_topics(const char *refused, bool v1, void (*emit) (const char *text, void *arg),
+frame_refused_topics(const char *refused, bool v1, void (*emit)(const char *text, void *arg),
 		     void *arg)
 {
 	json_t *list = json_loads(refused, 0, NULL);
@@ -152,7 +172,8 @@ frame_refused_topics(const char *refused, bool v1, void (*emit) (const char *tex
 	size_t i;
 	int n = 0;
 
-	json_array_foreach(list, i, item) {
+	json_array_foreach(list, i, item)
+	{
 		json_t *o = frame_error_object(NULL, "handler_error", v1);
 		char *text;
 

@@ -6,7 +6,7 @@
  * reasons, and the WebSocket frame headers.  What a client sends is parsed
  * here too: a JSON object (re-serialized compactly for wsnotify_invoke) and
  * its request_id.  Pure (jansson, payload and util only), so it is
- * unit-tested (test_frame.c) and fuzzed (fuzz/fuzz_frame.c) on its own.
+ * unit-tested (test_units.c) and fuzzed (fuzz/fuzz_frame.c) on its own.
  */
 #ifndef WSNOTIFY_FRAME_H
 #define WSNOTIFY_FRAME_H
@@ -26,11 +26,13 @@
 bool frame_parse(const char *data, size_t len, char **body, char **request_id);
 
 /*
- * The wsnotify.v1 envelope of message id, with one reference: text
+ * What a connection is sent for message p of id: p itself (plain), or for
+ * v1 its wsnotify.v1 envelope, built once per message and shared by every
+ * v1 recipient (no reference is added: queue_push takes its own).  Text
  * {"id": "N", "data": BODY} ("topic": "T" after the id for a topic
- * message), binary 0x01, the id as 8 bytes big-endian, then the message.
+ * message); binary 0x01, the id as 8 bytes big-endian, then the message.
  */
-struct payload *frame_envelope(const struct payload *p, int64_t id);
+struct payload *frame_form(struct payload *p, int64_t id, bool v1);
 
 /* The frames below are malloc'd text; v1: the client asked for wsnotify.v1. */
 
@@ -44,7 +46,7 @@ char *frame_error(const char *request_id, const char *code, const char *message,
  * One error frame per topic of ?topics= the database refused (refused: its
  * JSON array of {"topic", "message"}), each given to emit; returns how many.
  */
-int frame_refused_topics(const char *refused, bool v1, void (*emit) (const char *text, void *arg),
+int frame_refused_topics(const char *refused, bool v1, void (*emit)(const char *text, void *arg),
 			 void *arg);
 /* A v1 reset frame: the client's cursor is gone, start again from id. */
 char *frame_reset(int64_t id);
@@ -54,13 +56,13 @@ struct frame_close {
 	int code;
 	const char *reason;
 };
-extern const struct frame_close frame_close_going_away;		/* 1001: drain */
-extern const struct frame_close frame_close_binary_refused;	/* 1003: no $binary route */
-extern const struct frame_close frame_close_queue_full;		/* 1008: send_queue_max */
-extern const struct frame_close frame_close_too_big;		/* 1009: max_message_size */
-extern const struct frame_close frame_close_resume;		/* 1012: replay interrupted */
-extern const struct frame_close frame_close_idle;		/* 1000: idle_timeout */
-extern const struct frame_close frame_close_expired;		/* 4001: the token's exp */
+extern const struct frame_close frame_close_going_away;	    /* 1001: drain */
+extern const struct frame_close frame_close_binary_refused; /* 1003: no $binary route */
+extern const struct frame_close frame_close_queue_full;	    /* 1008: send_queue_max */
+extern const struct frame_close frame_close_too_big;	    /* 1009: max_message_size */
+extern const struct frame_close frame_close_resume;	    /* 1012: replay interrupted */
+extern const struct frame_close frame_close_idle;	    /* 1000: idle_timeout */
+extern const struct frame_close frame_close_expired;	    /* 4001: the token's exp */
 
 /* A close code a row (close_ws) may ask for, else 1000 (RFC 6455 7.4). */
 int frame_close_code(long long code);

@@ -6,17 +6,17 @@
  * can only accept or refuse on the spot), so the database round trip cannot
  * happen there without blocking the loop.  The bridge therefore owns the
  * listening socket: each accepted socket is adopted as a raw descriptor, its
- * request head is read and parsed here, and for an upgrade
- * wsnotify_connect() is queued.  Refusals (401/403/503) are written here;
- * an accepted socket is handed to lws with the bytes already read
+ * request head is read and parsed here, and an upgrade goes to auth.c,
+ * which asks the database (wsnotify_connect) and answers through the
+ * auth_wait's done hook.  Refusals (401/403/503) are written here;
+ * an authorized socket is handed to lws with the bytes already read
  * (lws_adopt_socket_vhost_readbuf on a dup of the descriptor), and lws
  * performs the WebSocket handshake as if it had read them itself.  Plain
  * HTTP requests (/healthz, /metrics, static files) are answered here too,
  * keep-alive and pipelined, and lws never sees them (docs/bridge.md, Plain
  * HTTP: lws 4.1 spins on a body adopted with its head), through the
- * responder that the HTTP layer installs (gate_init).  Uses ws (ws_adopt),
- * delivery, the registry, the database session, policy, request, response
- * and the loop.
+ * responder that the HTTP layer installs (gate_init).  Uses auth, ws
+ * (ws_adopt), policy, request, response and the loop.
  */
 #ifndef WSNOTIFY_GATE_H
 #define WSNOTIFY_GATE_H
@@ -27,7 +27,7 @@ struct request;
 struct response;
 
 /* Answer a plain HTTP request (not an upgrade) into *resp (initialized by it). */
-typedef void (*gate_responder) (const struct request *r, struct response *resp);
+typedef void (*gate_responder)(const struct request *r, struct response *resp);
 
 /* Start the gate: plain HTTP requests go to respond; its gauge is registered. */
 void gate_init(gate_responder respond);

@@ -6,11 +6,12 @@
 #include <string.h>
 
 #include "config.h"
-#include "deliver.h"
+#include "db.h"
 #include "files.h"
 #include "http.h"
 #include "metrics.h"
 #include "route.h"
+#include "session.h"
 
 #define HTTP_TEXT "text/plain; charset=utf-8"
 
@@ -27,7 +28,7 @@ http_path_is(const char *target, const char *path)
 static void
 http_healthz(struct response *resp)
 {
-	if (deliver_started() && route_ready())
+	if (session_started() && db_ready() && route_ready())
 		response_text(resp, 200, HTTP_TEXT, "ok\n", 3);
 	else
 		response_text(resp, 503, HTTP_TEXT, "database unavailable\n", 21);
@@ -50,7 +51,7 @@ http_respond(const struct request *r, struct response *resp)
 {
 	bool get = !strcmp(r->method, "GET"), head = !strcmp(r->method, "HEAD");
 	bool known = http_path_is(r->target, "/healthz") || http_path_is(r->target, "/metrics") ||
-		cf_static[0];
+		     cf_static[0];
 
 	response_init(resp, 404);
 	resp->head_only = head;

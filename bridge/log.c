@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <libwebsockets.h>
 
@@ -17,7 +17,6 @@
 static enum log_level log_current = LOG_INFO;
 static const char *const log_names[] = {"error", "warn", "info", "debug"};
 
-/* Set the level below which lines are dropped. */
 void
 log_set_level(enum log_level level)
 {
@@ -62,8 +61,8 @@ log_scrub(char *dst, size_t n, const char *src)
 			memcpy(dst + o, src, pre);
 			o += pre;
 			src += pre;
-			while (*src && *src != '&' && *src != ' ' && *src != '"' &&
-			       *src != '\'' && *src != '\r' && *src != '\n')
+			while (*src && *src != '&' && *src != ' ' && *src != '"' && *src != '\'' &&
+			       *src != '\r' && *src != '\n')
 				src++;
 			if (o + 4 < n) {
 				memcpy(dst + o, "***", 3);
@@ -71,7 +70,9 @@ log_scrub(char *dst, size_t n, const char *src)
 			}
 			continue;
 		}
-		dst[o++] = (*src == '\t' || *src == '\n') ? ' ' : iscntrl((unsigned char) *src) ? '?' : *src;
+		dst[o++] = (*src == '\t' || *src == '\n') ? ' ' :
+			   iscntrl((unsigned char) *src)  ? '?' :
+							    *src;
 		src++;
 	}
 	dst[o] = '\0';
@@ -95,8 +96,8 @@ log_msg(enum log_level level, const char *fmt, ...)
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03dZ %s: %s\n", stamp, (int) (tv.tv_usec / 1000),
-		log_names[level], clean);
+	fprintf(stderr, "%s.%03dZ %s: %s\n", stamp, (int) (tv.tv_usec / 1000), log_names[level],
+		clean);
 }
 
 /* libwebsockets log sink: strip the trailing newline, keep the level. */
@@ -114,11 +115,11 @@ log_lws_emit(int level, const char *line)
 	log_msg(LOG_DEBUG, "libwebsockets: %s", buf);
 }
 
-/* Route libwebsockets' own warnings and errors through log_msg. */
 void
 log_hook_lws(void)
 {
 	/* WSNOTIFY_LWS_LOG=1: libwebsockets' own notices too, at debug level */
-	lws_set_log_level(getenv("WSNOTIFY_LWS_LOG") ?
-			  LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO : LLL_ERR, log_lws_emit);
+	lws_set_log_level(getenv("WSNOTIFY_LWS_LOG") ? LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO :
+						       LLL_ERR,
+			  log_lws_emit);
 }

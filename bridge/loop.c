@@ -25,8 +25,7 @@ static struct ev_loop *loop_ev;
  * own schedule (ping_interval, ping_timeout: ws_sweep), so the lws one only
  * duplicated it.  A zero secs_since_valid_hangup turns it off.
  */
-const lws_retry_bo_t loop_retry_policy = {.secs_since_valid_ping = 0,
-					  .secs_since_valid_hangup = 0};
+const lws_retry_bo_t loop_retry_policy = {.secs_since_valid_ping = 0, .secs_since_valid_hangup = 0};
 
 struct lws *
 raw_adopt(int fd, struct raw_tag *tag)
@@ -35,8 +34,8 @@ raw_adopt(int fd, struct raw_tag *tag)
 	struct lws *wsi;
 
 	u.filefd = fd;
-	wsi = lws_adopt_descriptor_vhost(loop_vhost, LWS_ADOPT_RAW_FILE_DESC, u,
-					 "wsnotify-raw", NULL);
+	wsi = lws_adopt_descriptor_vhost(loop_vhost, LWS_ADOPT_RAW_FILE_DESC, u, "wsnotify-raw",
+					 NULL);
 	if (wsi)
 		lws_set_opaque_user_data(wsi, tag);
 	return wsi;
@@ -55,16 +54,16 @@ raw_dispatch(struct lws *wsi, int reason)
 {
 	struct raw_tag *t = lws_get_opaque_user_data(wsi);
 
-	if (!t || t->magic != RAW_MAGIC || (reason != LWS_CALLBACK_RAW_RX_FILE &&
-		   reason != LWS_CALLBACK_RAW_WRITEABLE_FILE &&
-		   reason != LWS_CALLBACK_RAW_CLOSE_FILE))
+	if (!t || t->magic != RAW_MAGIC ||
+	    (reason != LWS_CALLBACK_RAW_RX_FILE && reason != LWS_CALLBACK_RAW_WRITEABLE_FILE &&
+	     reason != LWS_CALLBACK_RAW_CLOSE_FILE))
 		return 0;
 	return t->on_event(wsi, reason, t->obj);
 }
 
 int
-loop_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-		  void *in, size_t len)
+loop_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		  size_t len)
 {
 	(void) user;
 	(void) in;
@@ -121,7 +120,8 @@ loop_create(const struct loop_options *o, char *err, size_t n)
 	 * load this bridge is sized for.
 	 */
 	if (access(LOOP_EVLIB_PLUGIN, R_OK) != 0) {
-		snprintf(err, n, "event loop plugin %s: %s (install the package libwebsockets-evlib-ev)",
+		snprintf(err, n,
+			 "event loop plugin %s: %s (install the package libwebsockets-evlib-ev)",
 			 LOOP_EVLIB_PLUGIN, strerror(errno));
 		return false;
 	}
@@ -138,11 +138,14 @@ loop_create(const struct loop_options *o, char *err, size_t n)
 	 * reads this option from the context, not only from the vhost.
 	 */
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-		LWS_SERVER_OPTION_LIBEV | (o->tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
+		       LWS_SERVER_OPTION_LIBEV |
+		       (o->tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
 	info.max_http_header_data = o->max_http_header_data;
 	loop_context = lws_create_context(&info);
 	if (!loop_context) {
-		snprintf(err, n, "cannot create the lws context (is lws's libev plugin, Debian's libwebsockets-evlib-ev, installed?)");
+		snprintf(
+			err, n,
+			"cannot create the lws context (is lws's libev plugin, Debian's libwebsockets-evlib-ev, installed?)");
 		return false;
 	}
 	memset(&info, 0, sizeof(info));

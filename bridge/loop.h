@@ -22,10 +22,10 @@
 #define RAW_MAGIC 0x72617721u
 
 /* An event of a raw descriptor: LWS_CALLBACK_RAW_{RX,WRITEABLE,CLOSE}_FILE. */
-typedef int (*raw_handler) (struct lws *wsi, int reason, void *obj);
+typedef int (*raw_handler)(struct lws *wsi, int reason, void *obj);
 
 struct raw_tag {
-	uint32_t magic;			/* RAW_MAGIC: tells a raw_tag from a conn */
+	uint32_t magic; /* RAW_MAGIC: tells a raw_tag from a conn */
 	raw_handler on_event;
 	void *obj;
 };
@@ -38,15 +38,18 @@ extern const lws_retry_bo_t loop_retry_policy;
 
 /* What loop_create needs from its caller. */
 struct loop_options {
-	const struct lws_protocols *protocols;	/* the vhost's, LOOP_RAW_PROTOCOL among them */
-	bool tls;			/* some vhost will use TLS: global OpenSSL init */
+	const struct lws_protocols *protocols; /* the vhost's, LOOP_RAW_PROTOCOL among them */
+	bool tls;			       /* some vhost will use TLS: global OpenSSL init */
 	unsigned short max_http_header_data;
 };
 
 /* The callback of the "wsnotify-raw" protocol: put LOOP_RAW_PROTOCOL in the vhost's list. */
-int loop_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-		      void *in, size_t len);
-#define LOOP_RAW_PROTOCOL(id) {"wsnotify-raw", loop_raw_callback, 0, 0, id, NULL, 0}
+int loop_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		      size_t len);
+#define LOOP_RAW_PROTOCOL(id)                                        \
+	{                                                            \
+		"wsnotify-raw", loop_raw_callback, 0, 0, id, NULL, 0 \
+	}
 
 /* Create the libev loop, the lws context and the vhost; false with the reason in err. */
 bool loop_create(const struct loop_options *o, char *err, size_t n);

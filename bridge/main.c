@@ -40,8 +40,7 @@ static struct lws_protocols protocols[] = {
 	{"wsnotify", ws_callback, 0, WS_RX_BUFFER, 0, NULL, WS_TX_CHUNK + 64},
 	{"wsnotify.v1", ws_callback, 0, WS_RX_BUFFER, 1, NULL, WS_TX_CHUNK + 64},
 	LOOP_RAW_PROTOCOL(2),
-	{NULL, NULL, 0, 0, 0, NULL, 0}
-};
+	{NULL, NULL, 0, 0, 0, NULL, 0}};
 
 /* Begin the drain: stop accepting, refuse pending upgrades, close with 1001. */
 static void
@@ -95,8 +94,9 @@ main_sweep_cb(lws_sorted_usec_list_t *sul)
 			log_info("drained: every connection closed and its row removed");
 			done = true;
 		} else if (now_ms() - drain_started > (uint64_t) cf_drain_timeout) {
-			log_warn("drain_timeout passed with %u connections and %d queries left; exiting",
-				 registry_count(), db_queue_length());
+			log_warn(
+				"drain_timeout passed with %u connections and %d queries left; exiting",
+				registry_count(), db_queue_length());
 			done = true;
 		}
 	}
@@ -131,8 +131,9 @@ main_create_loop(void)
 	struct loop_options o = {
 		.protocols = protocols,
 		.tls = cf_tls_cert_file[0] != '\0',
-		.max_http_header_data = (unsigned short)
-			(cf_max_header_size + 1024 > 65535 ? 65535 : cf_max_header_size + 1024),
+		.max_http_header_data = (unsigned short) (cf_max_header_size + 1024 > 65535 ?
+								  65535 :
+								  cf_max_header_size + 1024),
 	};
 	char err[512];
 

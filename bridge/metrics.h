@@ -13,8 +13,14 @@
 #include <stdint.h>
 
 enum auth_failure {
-	AUTH_MISSING_TOKEN, AUTH_INVALID_TOKEN, AUTH_REFUSED, AUTH_ORIGIN,
-	AUTH_CAPACITY, AUTH_DB_UNAVAILABLE, AUTH_TIMEOUT, AUTH_BAD_REQUEST,
+	AUTH_MISSING_TOKEN,
+	AUTH_INVALID_TOKEN,
+	AUTH_REFUSED,
+	AUTH_ORIGIN,
+	AUTH_CAPACITY,
+	AUTH_DB_UNAVAILABLE,
+	AUTH_TIMEOUT,
+	AUTH_BAD_REQUEST,
 	AUTH_RATE_LIMITED,
 	AUTH_NREASONS
 };
@@ -41,15 +47,19 @@ struct metrics {
 	double lag_sum;
 	uint64_t lag_count;
 	double lag_max;
-	double notify_queue_usage;	/* pg_notification_queue_usage() at the last heartbeat */
+	double notify_queue_usage; /* pg_notification_queue_usage() at the last heartbeat */
 };
 
 extern struct metrics metrics;
 
 /* The gauges, in the order /metrics shows them. */
 enum metrics_gauge {
-	GAUGE_CONNECTIONS, GAUGE_UPGRADES_PENDING, GAUGE_SEND_QUEUE_BYTES,
-	GAUGE_DB_UP, GAUGE_DB_QUEUE, GAUGE_DB_IN_FLIGHT,
+	GAUGE_CONNECTIONS,
+	GAUGE_UPGRADES_PENDING,
+	GAUGE_SEND_QUEUE_BYTES,
+	GAUGE_DB_UP,
+	GAUGE_DB_QUEUE,
+	GAUGE_DB_IN_FLIGHT,
 	GAUGE_N
 };
 

@@ -1,5 +1,6 @@
 /*
- * payload.c: reference-counted message bodies (payload.h).
+ * payload.c: reference-counted message bodies and the inline payload
+ * format (payload.h).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -50,4 +51,31 @@ payload_unref(struct payload *p)
 		payload_unref(p->v1);
 		free(p);
 	}
+}
+
+bool
+payload_inline_next(const char **at, const char *end, struct payload_row *m)
+{
+	const char *s = *at;
+	char *next;
+	unsigned long long tl, bl;
+
+	if (end - s < 6 || s[1] != ' ')
+		return false;
+	m->kind = s[0];
+	if (!strchr("ubcx", m->kind))
+		return false;
+	tl = strtoull(s + 2, &next, 10);
+	if (*next != ' ')
+		return false;
+	bl = strtoull(next + 1, &next, 10);
+	if (*next != '\n' || next + 1 > end || tl > (size_t) (end - next - 1) ||
+	    bl > (size_t) (end - next - 1) - tl)
+		return false;
+	m->target = m->kind == 'b' ? NULL : next + 1;
+	m->target_len = tl;
+	m->body = next + 1 + tl;
+	m->body_len = bl;
+	*at = m->body + bl;
+	return true;
 }

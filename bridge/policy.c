@@ -18,7 +18,7 @@
 
 struct bucket {
 	double tokens;
-	uint64_t ms;			/* last refill; 0: never used (full) */
+	uint64_t ms; /* last refill; 0: never used (full) */
 };
 
 struct addr_entry {
@@ -127,13 +127,13 @@ policy_full(struct bucket *b, long long limit, double period_ms, uint64_t now)
 	return !b->ms || limit <= 0 || policy_refill(b, limit, period_ms, now) >= (double) limit;
 }
 
-/* Drop the entries whose buckets are full again; returns how many remain. */
 unsigned
 policy_sweep(uint64_t now)
 {
 	struct addr_entry *e, *tmp;
 
-	HASH_ITER(hh, addrs, e, tmp) {
+	HASH_ITER(hh, addrs, e, tmp)
+	{
 		if (policy_full(&e->conn, cf_connect_rate_limit, 1000.0, now) &&
 		    policy_full(&e->fail, cf_auth_failure_rate_limit, 60000.0, now)) {
 			HASH_DEL(addrs, e);

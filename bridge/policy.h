@@ -5,7 +5,7 @@
  * Token buckets keyed by the client address, held only while an address is
  * being limited: an entry whose buckets are full again is dropped by
  * policy_sweep, so the table holds the addresses active in the last minute
- * at most.  Pure (no lws, no database): fuzzed and unit-tested on its own.
+ * at most.  Pure (no lws, no database): unit-tested on its own (test_units.c).
  */
 #ifndef WSNOTIFY_POLICY_H
 #define WSNOTIFY_POLICY_H

@@ -1,5 +1,5 @@
 /*
- * registry.c: connections by id and by user, and their send queues.
+ * registry.c: connections by id and by user, and what their queues take.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +16,8 @@
 
 static struct conn *conns_by_id;
 static struct user_entry *users;
-static size_t total_queued;
 static bool batching;
-static struct conn *flush_head;	/* utlist DL: flush_head->flush_prev is the tail */
+static struct conn *flush_head; /* utlist DL: flush_head->flush_prev is the tail */
 static struct registry_writer writer;
 
 /* Gauges: open connections, bytes queued. */
@@ -31,7 +30,7 @@ registry_gauge_count(void)
 static double
 registry_gauge_queued(void)
 {
-	return (double) total_queued;
+	return (double) queue_total_bytes();
 }
 
 void
@@ -60,8 +59,8 @@ struct conn *
 registry_add(const struct conn_row *row)
 {
 	size_t text = (row->claims ? strlen(row->claims) + 1 : 0) +
-		(row->remote_addr ? strlen(row->remote_addr) + 1 : 0) +
-		(row->user_agent ? strlen(row->user_agent) + 1 : 0);
+		      (row->remote_addr ? strlen(row->remote_addr) + 1 : 0) +
+		      (row->user_agent ? strlen(row->user_agent) + 1 : 0);
 	struct conn *c = util_calloc(1, sizeof(*c) + text);
 	struct user_entry *u;
 	char *at = c->text;
@@ -91,57 +90,6 @@ registry_add(const struct conn_row *row)
 	return c;
 }
 
-/* Free one queue item and uncount its bytes. */
-static void
-conn_item_free(struct conn *c, struct out_item *it)
-{
-	if (it->p) {
-		c->queued -= it->p->len;
-		total_queued -= it->p->len;
-		payload_unref(it->p);
-	}
-	free(it->close_reason);
-	free(it);
-}
-
-/* A queue item holding a reference to p, its bytes counted as queued. */
-static struct out_item *
-conn_item_new(struct conn *c, struct payload *p, int64_t id)
-{
-	struct out_item *it = util_calloc(1, sizeof(*it));
-
-	it->p = p;
-	it->id = id;
-	p->refs++;
-	c->queued += p->len;
-	total_queued += p->len;
-	return it;
-}
-
-/* Free the items held while a replay is in flight. */
-static void
-conn_drop_held(struct conn *c)
-{
-	while (c->held) {
-		struct out_item *it = c->held;
-
-		c->held = it->next;
-		conn_item_free(c, it);
-	}
-	c->held_tail = NULL;
-}
-
-/* Free every queued item of a connection. */
-static void
-conn_clear_queue(struct conn *c)
-{
-	while (c->head)
-		conn_pop(c);
-	c->head_off = 0;
-	conn_drop_held(c);
-}
-
-/* Unindex and free a connection and its queue. */
 void
 registry_remove(struct conn *c)
 {
@@ -149,7 +97,7 @@ registry_remove(struct conn *c)
 
 	if (c->flush_pending)
 		DL_DELETE2(flush_head, c, flush_prev, flush_next);
-	conn_clear_queue(c);
+	queue_clear(&c->q);
 	HASH_DEL(conns_by_id, c);
 	DL_DELETE2(u->conns, c, uprev, unext);
 	if (!u->conns) {
@@ -169,14 +117,12 @@ registry_remove(struct conn *c)
 	free(c);
 }
 
-/* Find a connection by id. */
 struct conn *
 registry_find(const char *id)
 {
 	return registry_find_len(id, strlen(id));
 }
 
-/* Find a connection by an id of len bytes, not NUL-terminated. */
 struct conn *
 registry_find_len(const char *id, size_t len)
 {
@@ -210,32 +156,12 @@ registry_all(void)
 	return conns_by_id;
 }
 
-/* Number of connections. */
 unsigned
 registry_count(void)
 {
 	return HASH_COUNT(conns_by_id);
 }
 
-/* Bytes queued over all connections. */
-size_t
-registry_queued_bytes(void)
-{
-	return total_queued;
-}
-
-/* Append an item to the queue. */
-static void
-conn_append(struct conn *c, struct out_item *it)
-{
-	if (c->tail)
-		c->tail->next = it;
-	else
-		c->head = it;
-	c->tail = it;
-}
-
-/* Ask lws for a WRITEABLE callback when there is something to write. */
 void
 conn_want_write(struct conn *c)
 {
@@ -272,112 +198,73 @@ registry_batch_end(void)
 	}
 }
 
-/*
- * What a queue of c holds for message p: p itself, or its v1 envelope,
- * built for the first v1 recipient and kept with p for the others.
- */
-static struct payload *
-conn_form(struct conn *c, struct payload *p, int64_t id)
-{
-	if (!c->envelope)
-		return p;
-	if (!p->v1 || p->v1_id != id) {
-		payload_unref(p->v1);
-		p->v1 = frame_envelope(p, id);
-		p->v1_id = id;
-	}
-	return p->v1;
-}
-
-/* Append to the held list (replay in flight). */
+/* Queue a frame in its final form; past send_queue_max close with 1008 instead. */
 static void
-conn_hold(struct conn *c, struct out_item *it)
+conn_push(struct conn *c, struct payload *p, int64_t id)
 {
-	if (c->held_tail)
-		c->held_tail->next = it;
-	else
-		c->held = it;
-	c->held_tail = it;
+	if (!queue_push(&c->q, p, id, (size_t) cf_send_queue_max)) {
+		metrics.queue_drops++;
+		log_warn(
+			"connection %s (user %s): send queue over send_queue_max (%zu + %zu bytes), closing with 1008",
+			c->id, c->user_id, c->q.bytes, p->len);
+		conn_close(c, &frame_close_queue_full);
+		return;
+	}
+	conn_want_write(c);
 }
 
-/* Queue a message; past send_queue_max the connection is closed with 1008. */
 void
 conn_enqueue(struct conn *c, struct payload *p, int64_t id)
 {
-	if (!c->holding) {
-		conn_enqueue_now(c, p, id);
-		return;
-	}
 	if (conn_closing(c))
 		return;
-	conn_hold(c, conn_item_new(c, conn_form(c, p, id), id));
+	p = frame_form(p, id, c->envelope);
+	if (c->holding)
+		queue_hold(&c->q, p, id);
+	else
+		conn_push(c, p, id);
 }
 
-/* The replay is done: live messages held meanwhile follow it. */
 void
 conn_release(struct conn *c)
 {
 	c->holding = false;
-	if (!c->held)
+	if (!c->q.held)
 		return;
 	if (conn_closing(c))
-		conn_drop_held(c);
-	else {
-		conn_append(c, c->held);
-		c->tail = c->held_tail;	/* known: no walk down what was held */
-	}
-	c->held = c->held_tail = NULL;
+		queue_drop_held(&c->q);
+	else
+		queue_release(&c->q);
 	conn_want_write(c);
 }
 
-/* Queue a frame given as text (welcome, reset), bypassing the hold. */
 void
 conn_enqueue_text(struct conn *c, const char *text)
 {
-	struct payload *p = payload_new(text, strlen(text));
-	bool envelope = c->envelope;
+	struct payload *p;
 
-	c->envelope = false;	/* already in its final form */
-	conn_enqueue_now(c, p, 0);
-	c->envelope = envelope;
+	if (conn_closing(c))
+		return;
+	p = payload_new(text, strlen(text));
+	conn_push(c, p, 0);
 	payload_unref(p);
 }
 
-/* Queue a message now, even while holding (welcome, replay). */
 void
 conn_enqueue_now(struct conn *c, struct payload *p, int64_t id)
 {
-	if (conn_closing(c))
-		return;
-	p = conn_form(c, p, id);
-	if (c->queued + p->len > (size_t) cf_send_queue_max) {
-		metrics.queue_drops++;
-		log_warn("connection %s (user %s): send queue over send_queue_max (%zu + %zu bytes), closing with 1008",
-			 c->id, c->user_id, c->queued, p->len);
-		conn_close(c, &frame_close_queue_full);
-		return;
-	}
-	conn_append(c, conn_item_new(c, p, id));
-	conn_want_write(c);
+	if (!conn_closing(c))
+		conn_push(c, frame_form(p, id, c->envelope), id);
 }
 
-/* Queue a close after the messages already queued. */
 void
 conn_enqueue_close(struct conn *c, int code, const char *reason)
 {
-	struct out_item *it;
-
 	if (conn_closing(c))
 		return;
-	it = util_calloc(1, sizeof(*it));
-	it->close_code = code;
-	it->close_reason = util_strdup(reason ? reason : "");
-	if (c->holding) {
-		conn_hold(c, it);	/* after the replay and the live messages before it */
-		return;
-	}
-	conn_append(c, it);
-	conn_want_write(c);
+	queue_push_close(&c->q, code, reason, c->holding);
+	if (!c->holding)
+		conn_want_write(c);
 }
 
 void
@@ -385,7 +272,7 @@ conn_close(struct conn *c, const struct frame_close *why)
 {
 	if (conn_closing(c))
 		return;
-	conn_clear_queue(c);
+	queue_clear(&c->q);
 	c->state = CONN_CLOSING;
 	c->close_code = why->code;
 	c->close_reason = why->reason;
@@ -396,19 +283,4 @@ bool
 conn_closing(const struct conn *c)
 {
 	return c->state >= CONN_CLOSING;
-}
-
-/* Pop the head of the queue. */
-void
-conn_pop(struct conn *c)
-{
-	struct out_item *it = c->head;
-
-	if (!it)
-		return;
-	c->head = it->next;
-	if (!c->head)
-		c->tail = NULL;
-	conn_item_free(c, it);
-	c->head_off = 0;
 }

@@ -1,17 +1,19 @@
 /*
  * registry.h: the live connections of this bridge, by connection id and by
- * user id (uthash), each with its bounded send queue.
+ * user id (uthash), their life cycle, and what may be queued for each.
  *
  * A connection exists from the moment the database accepted it
  * (wsnotify_connect returned) until its socket is gone; messages fetched in
- * between are queued and written once the WebSocket is established.
- * Payloads are reference-counted: a message is stored once, and its
- * wsnotify.v1 envelope is built once (frame_envelope) and shared by every
- * v1 queue that holds it.
+ * between are queued (queue.c) and written once the WebSocket is
+ * established.  A message's payload is reference-counted and shared by
+ * every queue that holds it; its wsnotify.v1 envelope is built once
+ * (frame_form) and shared by every v1 queue.  The registry decides what a
+ * queue takes: nothing after a close, held messages during a replay, a
+ * 1008 close past send_queue_max.
  *
  * The registry writes nothing itself: it asks the writer that the
  * WebSocket layer installs (registry_init) to write a connection's queue.
- * Uses config, log, metrics, frame, payload and util.
+ * Uses config, log, metrics, frame, payload, queue and util.
  */
 #ifndef WSNOTIFY_REGISTRY_H
 #define WSNOTIFY_REGISTRY_H
@@ -25,73 +27,62 @@
 
 #include "frame.h"
 #include "payload.h"
+#include "queue.h"
 
 struct lws;
 struct user_entry;
 
-/* One entry of a send queue: a message, or a close (p == NULL). */
-struct out_item {
-	struct out_item *next;
-	struct payload *p;
-	int64_t id;
-	int close_code;
-	char *close_reason;
-};
-
 /* A client message waiting for its route handler (route.c). */
 struct route_req {
 	struct route_req *next;
-	char *body;			/* the JSON object, as text; binary: "\\x" + hex */
-	char *request_id;		/* its "request_id" as JSON text, or NULL */
-	bool binary;			/* a binary frame, for the $binary route */
+	char *body;	  /* the JSON object, as text; binary: "\\x" + hex */
+	char *request_id; /* its "request_id" as JSON text, or NULL */
+	bool binary;	  /* a binary frame, for the $binary route */
 };
 
 /* A connection's life: each state only ever moves to a later one. */
 enum conn_state {
-	CONN_HANDSHAKE,			/* authorized; lws has not finished the handshake */
-	CONN_OPEN,			/* established: queued messages are written */
-	CONN_CLOSING,			/* close asked (conn_close): only the close frame follows */
-	CONN_CLOSED			/* close frame sent, peer closed or write failed: nothing more */
+	CONN_HANDSHAKE, /* authorized; lws has not finished the handshake */
+	CONN_OPEN,	/* established: queued messages are written */
+	CONN_CLOSING,	/* close asked (conn_close): only the close frame follows */
+	CONN_CLOSED	/* close frame sent, peer closed or write failed: nothing more */
 };
 
 #define CONN_MAGIC 0x636f6e6eu
 
 struct conn {
-	uint32_t magic;			/* CONN_MAGIC: tells a conn from a raw_tag */
+	uint32_t magic; /* CONN_MAGIC: tells a conn from a raw_tag */
 	char id[40];
-	const char *user_id;		/* the user entry's copy */
-	const char *claims;		/* these three point into text[], or are NULL */
+	const char *user_id; /* the user entry's copy */
+	const char *claims;  /* these three point into text[], or are NULL */
 	const char *remote_addr;
 	const char *user_agent;
 	time_t connected_at;
-	int64_t start_id;		/* deliver only ids above this */
-	double expires_at;		/* epoch seconds; 0 = none */
-	struct lws *wsi;		/* NULL until established */
+	int64_t start_id;  /* deliver only ids above this */
+	double expires_at; /* epoch seconds; 0 = none */
+	struct lws *wsi;   /* NULL until established */
 	enum conn_state state;
 	int close_code;
-	struct out_item *head, *tail;
-	size_t queued;			/* unsent bytes */
-	size_t head_off;		/* bytes of head already written */
-	const char *close_reason;	/* set by conn_close (static text), else NULL */
+	struct send_queue q;
+	const char *close_reason; /* set by conn_close (static text), else NULL */
 	uint64_t last_rx_ms, last_tx_ms, ping_sent_ms;
 	bool ping_due, ping_outstanding;
-	bool claimed;
-	bool envelope;			/* wsnotify.v1: {"id": cursor, "data": message} */
-	bool holding;			/* replay in flight: live messages wait in held */
-	bool rx_binary;			/* the client message being gathered is binary */
-	struct out_item *held, *held_tail;
-	size_t rx_len;			/* bytes of the client message so far */
-	char *rx_buf;			/* the client message so far */
+	bool claimed;	/* lws took it (ws_adopt): the WebSocket layer owns it */
+	bool envelope;	/* wsnotify.v1: {"id": cursor, "data": message} */
+	bool holding;	/* replay in flight: live messages wait in q.held */
+	bool rx_binary; /* the client message being gathered is binary */
+	size_t rx_len;	/* bytes of the client message so far */
+	char *rx_buf;	/* the client message so far */
 	size_t rx_cap;
-	struct route_req *req_head, *req_tail;	/* waiting for a handler */
+	struct route_req *req_head, *req_tail; /* waiting for a handler */
 	int req_count;
-	bool req_inflight;		/* one handler call at a time: replies in order */
-	double rate_tokens;		/* client_rate_limit bucket */
+	bool req_inflight;  /* one handler call at a time: replies in order */
+	double rate_tokens; /* client_rate_limit bucket */
 	uint64_t rate_ms;
 	UT_hash_handle hh;
 	struct conn *unext, *uprev;
 	struct user_entry *user;
-	struct conn *flush_next, *flush_prev;	/* in the batch's list of connections to write */
+	struct conn *flush_next, *flush_prev; /* in the batch's list of connections to write */
 	bool flush_pending;
 	/*
 	 * claims, remote_addr and user_agent, kept only for wsnotify_restore:
@@ -111,7 +102,7 @@ struct user_entry {
 struct conn_row {
 	const char *id;
 	const char *user_id;
-	const char *claims;		/* may be NULL, like the next two */
+	const char *claims; /* may be NULL, like the next two */
 	const char *remote_addr;
 	const char *user_agent;
 	int64_t start_id;
@@ -120,8 +111,8 @@ struct conn_row {
 
 /* How a connection's queue reaches its socket (installed by the WebSocket layer). */
 struct registry_writer {
-	void (*want_write) (struct conn *c);	/* ask for a WRITEABLE callback */
-	void (*flush) (struct conn *c);		/* write what is queued now, outside callbacks */
+	void (*want_write)(struct conn *c); /* ask for a WRITEABLE callback */
+	void (*flush)(struct conn *c);	    /* write what is queued now, outside callbacks */
 };
 
 /* Start the registry: writes go through *w; its gauges are registered. */
@@ -142,8 +133,6 @@ struct conn *registry_user_len(const char *user_id, size_t len);
 struct conn *registry_all(void);
 /* Number of connections. */
 unsigned registry_count(void);
-/* Bytes queued over all connections. */
-size_t registry_queued_bytes(void);
 
 /* Queue a message; past send_queue_max the connection is closed with 1008. */
 void conn_enqueue(struct conn *c, struct payload *p, int64_t id);
@@ -159,8 +148,6 @@ void conn_enqueue_close(struct conn *c, int code, const char *reason);
 void conn_close(struct conn *c, const struct frame_close *why);
 /* True once a close was asked or done: nothing more is queued. */
 bool conn_closing(const struct conn *c);
-/* Pop the head of the queue. */
-void conn_pop(struct conn *c);
 /* Ask lws for a WRITEABLE callback when there is something to write. */
 void conn_want_write(struct conn *c);
 /*

@@ -73,7 +73,7 @@ request_cursor_valid(const char *c)
 		if (!request_digits(&p) || *p++ != ':')
 			return false;
 	if (*p == '\0')
-		return true;	/* no transaction in progress */
+		return true; /* no transaction in progress */
 	for (;;) {
 		if (!request_digits(&p))
 			return false;
@@ -91,7 +91,7 @@ request_cursor(const char *target, char *out, size_t n)
 	if (!request_query_param(target, "since", out, n))
 		return false;
 	if (strlen(out) == n - 1 || !request_cursor_valid(out))
-		snprintf(out, n, "0");	/* cut short or malformed: a reset */
+		snprintf(out, n, "0"); /* cut short or malformed: a reset */
 	return true;
 }
 
@@ -130,8 +130,8 @@ request_content_length(struct request *r, const char *v, size_t len)
 
 /* One header line (name: value); false when it makes the head malformed. */
 static bool
-request_header(struct request *r, const char *line, const char *colon, const char *eol,
-	       bool *close, bool *keep)
+request_header(struct request *r, const char *line, const char *colon, const char *eol, bool *close,
+	       bool *keep)
 {
 	size_t nl = (size_t) (colon - line), vl = (size_t) (eol - colon - 1);
 	const char *v = colon + 1;
@@ -181,7 +181,8 @@ request_parse(const char *head, struct request *r)
 	    sp2 - sp1 - 1 >= (long) sizeof(r->target))
 		return false;
 	/* HTTP/1.0 and 1.1 only: the bridge speaks no other version */
-	if (eol - sp2 - 1 != 8 || strncmp(sp2 + 1, "HTTP/1.", 7) || (sp2[8] != '0' && sp2[8] != '1'))
+	if (eol - sp2 - 1 != 8 || strncmp(sp2 + 1, "HTTP/1.", 7) ||
+	    (sp2[8] != '0' && sp2[8] != '1'))
 		return false;
 	r->http_minor = sp2[8] - '0';
 	snprintf(r->method, sizeof(r->method), "%.*s", (int) (sp1 - line), line);
@@ -230,7 +231,6 @@ request_has_body(const struct request *r)
 	return r->chunked || r->content_length > 0;
 }
 
-/* Is this Origin in the allowed list (comma list, "*" any; empty allows all)? */
 bool
 request_origin_ok(const char *origin, const char *allowed)
 {
@@ -258,11 +258,10 @@ request_origin_ok(const char *origin, const char *allowed)
 	return false;
 }
 
-
 /* Does a comma-separated token list hold name (compared by cmp)? */
 static bool
 request_list_find(const char *list, const char *name,
-		  int (*cmp) (const char *, const char *, size_t))
+		  int (*cmp)(const char *, const char *, size_t))
 {
 	size_t nl = strlen(name);
 
@@ -285,7 +284,6 @@ request_list_find(const char *list, const char *name,
 	return false;
 }
 
-/* Does a comma-separated token list (a header value) hold name? */
 bool
 request_list_has(const char *list, const char *name)
 {

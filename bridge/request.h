@@ -14,18 +14,18 @@
 /* What the request head says. */
 struct request {
 	char method[16];
-	char target[8192];		/* a ws_cursor() in ?since= can be long */
-	int http_minor;			/* HTTP/1.0 or HTTP/1.1 */
+	char target[8192]; /* a ws_cursor() in ?since= can be long */
+	int http_minor;	   /* HTTP/1.0 or HTTP/1.1 */
 	bool upgrade;
-	bool keep_alive;		/* 1.1 without "Connection: close", 1.0 with keep-alive */
-	long long content_length;	/* -1: no Content-Length header */
-	bool chunked;			/* a Transfer-Encoding: a body of unknown length */
+	bool keep_alive;	  /* 1.1 without "Connection: close", 1.0 with keep-alive */
+	long long content_length; /* -1: no Content-Length header */
+	bool chunked;		  /* a Transfer-Encoding: a body of unknown length */
 	char authorization[4096];
 	char origin[512];
 	char user_agent[256];
-	char protocol[256];		/* Sec-WebSocket-Protocol */
-	char ws_key[64];		/* Sec-WebSocket-Key */
-	char ws_version[16];		/* Sec-WebSocket-Version */
+	char protocol[256];  /* Sec-WebSocket-Protocol */
+	char ws_key[64];     /* Sec-WebSocket-Key */
+	char ws_version[16]; /* Sec-WebSocket-Version */
 };
 
 /* Parse a NUL-terminated head (request line and headers); false when malformed. */
@@ -33,10 +33,10 @@ bool request_parse(const char *head, struct request *r);
 
 /* What the bytes at the front of a connection's input hold. */
 enum request_next {
-	REQUEST_INCOMPLETE,		/* no end of head yet, within max_head bytes */
-	REQUEST_TOO_LARGE,		/* no end of head within max_head bytes */
-	REQUEST_MALFORMED,		/* a head that request_parse refuses */
-	REQUEST_COMPLETE		/* *r parsed, *head_len bytes of head */
+	REQUEST_INCOMPLETE, /* no end of head yet, within max_head bytes */
+	REQUEST_TOO_LARGE,  /* no end of head within max_head bytes */
+	REQUEST_MALFORMED,  /* a head that request_parse refuses */
+	REQUEST_COMPLETE    /* *r parsed, *head_len bytes of head */
 };
 
 /*
@@ -45,8 +45,8 @@ enum request_next {
  * NUL in it is malformed, as are a Content-Length that is not one decimal
  * number and a Content-Length beside a Transfer-Encoding (request smuggling).
  */
-enum request_next request_next(const char *buf, size_t len, size_t max_head,
-			       struct request *r, size_t *head_len);
+enum request_next request_next(const char *buf, size_t len, size_t max_head, struct request *r,
+			       size_t *head_len);
 /* Does the request carry a body (Content-Length above 0, or a Transfer-Encoding)? */
 bool request_has_body(const struct request *r);
 /* The value of query parameter name in target, %-decoded; false when absent. */

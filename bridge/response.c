@@ -18,7 +18,6 @@ response_init(struct response *r, int status)
 	r->file_fd = -1;
 }
 
-/* Give r a copy of text as its body. */
 void
 response_text(struct response *r, int status, const char *ctype, const char *text, size_t len)
 {
@@ -49,12 +48,21 @@ response_header(struct response *r, const char *fmt, ...)
 const char *
 response_reason(int status)
 {
-	static const struct { int code; const char *text; } names[] = {
-		{200, "OK"}, {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
-		{404, "Not Found"}, {405, "Method Not Allowed"}, {413, "Content Too Large"},
-		{426, "Upgrade Required"}, {429, "Too Many Requests"},
-		{431, "Request Header Fields Too Large"}, {500, "Internal Server Error"},
-		{503, "Service Unavailable"}};
+	static const struct {
+		int code;
+		const char *text;
+	} names[] = {{200, "OK"},
+		     {400, "Bad Request"},
+		     {401, "Unauthorized"},
+		     {403, "Forbidden"},
+		     {404, "Not Found"},
+		     {405, "Method Not Allowed"},
+		     {413, "Content Too Large"},
+		     {426, "Upgrade Required"},
+		     {429, "Too Many Requests"},
+		     {431, "Request Header Fields Too Large"},
+		     {500, "Internal Server Error"},
+		     {503, "Service Unavailable"}};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (names[i].code == status)
@@ -74,9 +82,10 @@ response_finish(struct response *r, bool keep_alive)
 		     "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %lld\r\n"
 		     "Cache-Control: %s\r\nX-Content-Type-Options: nosniff\r\n"
 		     "Connection: %s\r\n%s\r\n",
-		     r->status, response_reason(r->status),
-		     r->content_type ? "Content-Type: " : "", r->content_type ? r->content_type : "",
-		     r->content_type ? "\r\n" : "", len, r->cacheable ? "no-cache" : "no-store", keep_alive ? "keep-alive" : "close", r->extra);
+		     r->status, response_reason(r->status), r->content_type ? "Content-Type: " : "",
+		     r->content_type ? r->content_type : "", r->content_type ? "\r\n" : "", len,
+		     r->cacheable ? "no-cache" : "no-store", keep_alive ? "keep-alive" : "close",
+		     r->extra);
 	if (n < 0) {
 		r->head = NULL;
 		return false;
@@ -85,7 +94,6 @@ response_finish(struct response *r, bool keep_alive)
 	return true;
 }
 
-/* Free what r holds and close its file. */
 void
 response_free(struct response *r)
 {

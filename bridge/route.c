@@ -31,7 +31,7 @@ static unsigned long long error_ref;
 struct route_call {
 	char conn_id[40];
 	char *request_id;
-	bool binary;			/* for the $binary route */
+	bool binary; /* for the $binary route */
 };
 
 static void route_next(struct conn *c);
@@ -43,11 +43,11 @@ route_session_ready(void *arg)
 	pool_timeout[(long) arg] = -1;
 }
 
-/* Open the handler pool's sessions. */
 void
 route_init(void)
 {
-	pool_size = (int) (cf_handler_pool_size > ROUTE_POOL_MAX ? ROUTE_POOL_MAX : cf_handler_pool_size);
+	pool_size = (int) (cf_handler_pool_size > ROUTE_POOL_MAX ? ROUTE_POOL_MAX :
+								   cf_handler_pool_size);
 	for (int i = 0; i < pool_size; i++) {
 		struct db_hooks hooks = {.ready = route_session_ready, .arg = (void *) (long) i};
 		char name[32];
@@ -58,7 +58,6 @@ route_init(void)
 	}
 }
 
-/* True when client messages can run: a pool session is ready (or no pool). */
 bool
 route_ready(void)
 {
@@ -114,8 +113,8 @@ route_failed(struct conn *c, const char *request_id, PGresult *res)
 		return;
 	}
 	snprintf(generic, sizeof(generic), "internal error (ref %llu)", ++error_ref);
-	log_error("connection %s: handler failed (ref %llu, SQLSTATE %s): %s",
-		  c->id, error_ref, st, msg);
+	log_error("connection %s: handler failed (ref %llu, SQLSTATE %s): %s", c->id, error_ref, st,
+		  msg);
 	route_error(c, request_id, "handler_error", generic);
 }
 
@@ -132,7 +131,9 @@ route_done(PGresult *res, void *arg)
 			if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
 				route_reply(c, call->request_id, PQgetvalue(res, 0, 0));
 		} else if (call->binary && res && !strcmp(db_sqlstate(res), "42883")) {
-			log_info("connection %s: binary frame and no $binary route, closing with 1003", c->id);
+			log_info(
+				"connection %s: binary frame and no $binary route, closing with 1003",
+				c->id);
 			conn_close(c, &frame_close_binary_refused);
 		} else
 			route_failed(c, call->request_id, res);
@@ -190,8 +191,8 @@ route_next(struct conn *c)
 		const char *p[1] = {ms};
 
 		snprintf(ms, sizeof(ms), "%lld", cf_handler_timeout);
-		db_query_on(pool[slot], "SELECT set_config('statement_timeout', $1, false)",
-			    1, p, route_timeout_set, (void *) (long) slot, 0);
+		db_query_on(pool[slot], "SELECT set_config('statement_timeout', $1, false)", 1, p,
+			    route_timeout_set, (void *) (long) slot, 0);
 		pool_timeout[slot] = cf_handler_timeout;
 	}
 	call = util_calloc(1, sizeof(*call));
@@ -201,9 +202,10 @@ route_next(struct conn *c)
 	r->request_id = NULL;
 	params[0] = c->id;
 	params[1] = r->body;
-	if (!db_query_on(pool[slot], r->binary ? "SELECT wsnotify_invoke_binary($1, $2::bytea)::text"
-			 : "SELECT wsnotify_invoke($1, $2::jsonb)::text", 2, params,
-			 route_done, call, 0)) {
+	if (!db_query_on(pool[slot],
+			 r->binary ? "SELECT wsnotify_invoke_binary($1, $2::bytea)::text" :
+				     "SELECT wsnotify_invoke($1, $2::jsonb)::text",
+			 2, params, route_done, call, 0)) {
 		route_error(c, call->request_id, "handler_error", "database unavailable");
 		free(call->request_id);
 		free(call);
@@ -254,7 +256,6 @@ route_push(struct conn *c, struct route_req *r)
 	route_next(c);
 }
 
-/* A complete client text message. */
 void
 route_on_message(struct conn *c, const char *data, size_t len)
 {
@@ -289,7 +290,8 @@ route_on_binary(struct conn *c, const char *data, size_t len)
 	struct route_req *r;
 
 	if (pool_size == 0) {
-		log_info("connection %s: binary frame and routes disabled, closing with 1003", c->id);
+		log_info("connection %s: binary frame and routes disabled, closing with 1003",
+			 c->id);
 		conn_close(c, &frame_close_binary_refused);
 		return;
 	}

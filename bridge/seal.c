@@ -44,8 +44,8 @@ seal_forget_key(void)
 }
 
 bool
-seal_open(const char *aad, size_t aad_len, const char *b64, size_t b64_len,
-	  char **plain, size_t *plain_len)
+seal_open(const char *aad, size_t aad_len, const char *b64, size_t b64_len, char **plain,
+	  size_t *plain_len)
 {
 	char *sealed;
 	size_t sealed_len;
@@ -65,16 +65,15 @@ seal_open(const char *aad, size_t aad_len, const char *b64, size_t b64_len,
 	n = (int) (sealed_len - SEAL_IV_LEN - SEAL_TAG_LEN);
 	out = util_alloc((size_t) n + 1);
 	ctx = EVP_CIPHER_CTX_new();
-	ok = ctx &&
-		EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
-		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SEAL_IV_LEN, NULL) == 1 &&
-		EVP_DecryptInit_ex(ctx, NULL, NULL, key, (unsigned char *) sealed) == 1 &&
-		EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *) aad, (int) aad_len) == 1 &&
-		EVP_DecryptUpdate(ctx, (unsigned char *) out, &len,
-				  (unsigned char *) sealed + SEAL_IV_LEN, n) == 1 &&
-		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN,
-				    sealed + SEAL_IV_LEN + n) == 1 &&
-		EVP_DecryptFinal_ex(ctx, (unsigned char *) out + len, &len) == 1;
+	ok = ctx && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+	     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SEAL_IV_LEN, NULL) == 1 &&
+	     EVP_DecryptInit_ex(ctx, NULL, NULL, key, (unsigned char *) sealed) == 1 &&
+	     EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *) aad, (int) aad_len) == 1 &&
+	     EVP_DecryptUpdate(ctx, (unsigned char *) out, &len,
+			       (unsigned char *) sealed + SEAL_IV_LEN, n) == 1 &&
+	     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN,
+				 sealed + SEAL_IV_LEN + n) == 1 &&
+	     EVP_DecryptFinal_ex(ctx, (unsigned char *) out + len, &len) == 1;
 	EVP_CIPHER_CTX_free(ctx);
 	free(sealed);
 	if (!ok) {

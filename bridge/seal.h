@@ -17,7 +17,7 @@ void seal_forget_key(void);
  * Decrypt and authenticate base64(iv | ciphertext | tag) with aad; on
  * success *plain (malloc'd, NUL-terminated) and *plain_len.
  */
-bool seal_open(const char *aad, size_t aad_len, const char *b64, size_t b64_len,
-	       char **plain, size_t *plain_len);
+bool seal_open(const char *aad, size_t aad_len, const char *b64, size_t b64_len, char **plain,
+	       size_t *plain_len);
 
 #endif

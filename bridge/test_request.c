@@ -9,18 +9,7 @@
 #include "files.h"
 #include "request.h"
 #include "response.h"
-
-static int failures;
-
-/* Report one check. */
-static void
-check(bool ok, const char *what, const char *input)
-{
-	if (!ok) {
-		failures++;
-		printf("FAIL %s: %.80s\n", what, input);
-	}
-}
+#include "test_check.h"
 
 /* request_parse: which heads parse, and what they yield. */
 static void
@@ -33,19 +22,21 @@ test_parse(void)
 		bool upgrade;
 		const char *auth, *origin, *ua;
 	} cases[] = {
-		{"GET /?token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",
-		 true, "/?token=abc", true, "", "", ""},
+		{"GET /?token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", true,
+		 "/?token=abc", true, "", "", ""},
 		{"GET / HTTP/1.1\r\nUPGRADE:   WebSocket  \r\nAuthorization: Bearer t\r\n"
 		 "Origin: https://a.example\r\nUser-Agent: ua/1\r\n\r\n",
 		 true, "/", true, "Bearer t", "https://a.example", "ua/1"},
 		{"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", true, "/healthz", false, "", "", ""},
-		{"GET /healthz HTTP/1.1\r\nUpgrade: h2c\r\n\r\n", true, "/healthz", false, "", "", ""},
+		{"GET /healthz HTTP/1.1\r\nUpgrade: h2c\r\n\r\n", true, "/healthz", false, "", "",
+		 ""},
 
 		{"GARBAGE\r\n\r\n", false, NULL, false, NULL, NULL, NULL},
 		{"GET /\r\n\r\n", false, NULL, false, NULL, NULL, NULL},
 		{"GET / HTTP/1.1\r\nno colon here\r\n\r\n", false, NULL, false, NULL, NULL, NULL},
 		{"", false, NULL, false, NULL, NULL, NULL},
-		{"AVERYLONGMETHODNAMEXXXXXXXXXX / HTTP/1.1\r\n\r\n", false, NULL, false, NULL, NULL, NULL},
+		{"AVERYLONGMETHODNAMEXXXXXXXXXX / HTTP/1.1\r\n\r\n", false, NULL, false, NULL, NULL,
+		 NULL},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -123,8 +114,8 @@ test_origin(void)
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		check(request_origin_ok(cases[i].origin, cases[i].allowed) == cases[i].ok,
-		      "origin", cases[i].origin);
+		check(request_origin_ok(cases[i].origin, cases[i].allowed) == cases[i].ok, "origin",
+		      cases[i].origin);
 }
 
 /* request_list_has: Sec-WebSocket-Protocol style lists. */
@@ -144,8 +135,8 @@ test_list(void)
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		check(request_list_has(cases[i].list, cases[i].name) == cases[i].has,
-		      "list", cases[i].list);
+		check(request_list_has(cases[i].list, cases[i].name) == cases[i].has, "list",
+		      cases[i].list);
 }
 
 /* request_cursor: the ?since= resume cursor (fuzzed by fuzz/fuzz_cursor.c). */
@@ -164,17 +155,19 @@ test_cursor(void)
 		{"/?since=1e3", true, "0"},
 		{"/?since=%34%32", true, "42"},
 		{"/?since=123456789012345678", true, "123456789012345678"},
-		{"/?since=1234567890123456789", true, "0"},	/* 19 digits: may not fit int64 */
+		{"/?since=1234567890123456789", true, "0"}, /* 19 digits: may not fit int64 */
 		{"/?since=99999999999999999999999", true, "0"},
-		{"/?since=4%002", true, "4"},			/* %00 ends the C string */
+		{"/?since=4%002", true, "4"}, /* %00 ends the C string */
 		{"/?since=0123456789abcdef:42:100:105:101,103", true,
-		 "0123456789abcdef:42:100:105:101,103"},		/* ws_cursor() */
-		{"/?since=0123456789abcdef%3A42%3A100%3A100%3A", true, "0123456789abcdef:42:100:100:"},
+		 "0123456789abcdef:42:100:105:101,103"}, /* ws_cursor() */
+		{"/?since=0123456789abcdef%3A42%3A100%3A100%3A", true,
+		 "0123456789abcdef:42:100:100:"},
 		{"/?since=0123456789ABCDEF:42:1:1:", true, "0"},
 		{"/?since=0123456789abcdef:42:1:1:2,", true, "0"},
 		{"/?since=0123456789abcdef:42:1:1", true, "0"},
 		{"/?since=0123456789abcdef:42:1:1:2;x", true, "0"},
-		{"/?since=0123456789abcdef:42:1:1:2,3,4,5,6,7,8,9,10,11,12,13,14", true, "0"},	/* too long */
+		{"/?since=0123456789abcdef:42:1:1:2,3,4,5,6,7,8,9,10,11,12,13,14", true,
+		 "0"}, /* too long */
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -196,10 +189,13 @@ test_ws_headers(void)
 	struct request r;
 
 	check(request_parse("GET / HTTP/1.1\r\nSec-WebSocket-Key:  abc== \r\n"
-			    "sec-websocket-version: 13\r\n\r\n", &r) &&
-	      !strcmp(r.ws_key, "abc==") && !strcmp(r.ws_version, "13"), "ws headers", "key+version");
-	check(request_parse("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", &r) &&
-	      !r.ws_key[0] && !r.ws_version[0], "ws headers absent", "no key");
+			    "sec-websocket-version: 13\r\n\r\n",
+			    &r) &&
+		      !strcmp(r.ws_key, "abc==") && !strcmp(r.ws_version, "13"),
+	      "ws headers", "key+version");
+	check(request_parse("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", &r) && !r.ws_key[0] &&
+		      !r.ws_version[0],
+	      "ws headers absent", "no key");
 }
 
 /* request_next: framing of what a connection sent (head, body, pipelining). */
@@ -208,38 +204,43 @@ test_next(void)
 {
 	static const struct {
 		const char *in;
-		size_t len;		/* 0: strlen(in) */
+		size_t len; /* 0: strlen(in) */
 		enum request_next want;
 		size_t head_len;
 		long long content_length;
 		bool chunked, keep_alive;
 	} cases[] = {
 		{"GET / HTTP/1.1\r\nHost: x\r\n", 0, REQUEST_INCOMPLETE, 0, 0, false, false},
-		{"GET / HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", 0, REQUEST_COMPLETE, 18, -1, false, true},
+		{"GET / HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", 0, REQUEST_COMPLETE, 18, -1,
+		 false, true},
 		{"GET / HTTP/1.0\r\n\r\n", 0, REQUEST_COMPLETE, 18, -1, false, false},
-		{"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 0, REQUEST_COMPLETE, 42, -1, false, true},
-		{"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 0, REQUEST_COMPLETE, 37, -1, false, false},
-		{"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 0, REQUEST_COMPLETE, 38, 2, false, true},
+		{"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 0, REQUEST_COMPLETE, 42, -1,
+		 false, true},
+		{"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 0, REQUEST_COMPLETE, 37, -1, false,
+		 false},
+		{"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 0, REQUEST_COMPLETE, 38, 2,
+		 false, true},
 		{"POST / HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\n", 0,
 		 REQUEST_COMPLETE, 57, 2, false, true},
-		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n", 0, REQUEST_COMPLETE, 47, -1,
-		 true, true},
-		{"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n", 0, REQUEST_MALFORMED,
-		 0, 0, false, false},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n", 0, REQUEST_COMPLETE,
+		 47, -1, true, true},
+		{"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n", 0,
+		 REQUEST_MALFORMED, 0, 0, false, false},
 		{"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 0,
 		 REQUEST_MALFORMED, 0, 0, false, false},
-		{"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 0, REQUEST_MALFORMED, 0, 0, false, false},
-		{"POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", 0, REQUEST_MALFORMED, 0, 0, false, false},
+		{"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 0, REQUEST_MALFORMED, 0, 0, false,
+		 false},
+		{"POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", 0, REQUEST_MALFORMED, 0, 0,
+		 false, false},
 		{"POST / HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n", 0,
 		 REQUEST_MALFORMED, 0, 0, false, false},
 		{"GET / HTTP/2.0\r\n\r\n", 0, REQUEST_MALFORMED, 0, 0, false, false},
 		{"GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 26, REQUEST_MALFORMED, 0, 0, false, false},
 		{"GET / HTTP/1.1\r\n\r\n\0binary body", 30, REQUEST_COMPLETE, 18, -1, false, true},
-		{"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0,
-		 REQUEST_TOO_LARGE, 0, 0, false, false},
-		{"GET /aaaaaaaa HTTP/1.1\r\nHost: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n\r\n", 0,
-		 REQUEST_TOO_LARGE,
-		 0, 0, false, false},
+		{"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		 0, REQUEST_TOO_LARGE, 0, 0, false, false},
+		{"GET /aaaaaaaa HTTP/1.1\r\nHost: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n\r\n",
+		 0, REQUEST_TOO_LARGE, 0, 0, false, false},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -303,10 +304,12 @@ test_response(void)
 	response_text(&r, 405, "text/plain", "no\n", 3);
 	response_header(&r, "Allow: GET, HEAD\r\n");
 	check(response_finish(&r, false) &&
-	      !strcmp(r.head, "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n"
-		      "Content-Length: 3\r\nCache-Control: no-store\r\n"
-		      "X-Content-Type-Options: nosniff\r\nConnection: close\r\n"
-		      "Allow: GET, HEAD\r\n\r\n"), "response head", "405");
+		      !strcmp(r.head,
+			      "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n"
+			      "Content-Length: 3\r\nCache-Control: no-store\r\n"
+			      "X-Content-Type-Options: nosniff\r\nConnection: close\r\n"
+			      "Allow: GET, HEAD\r\n\r\n"),
+	      "response head", "405");
 	response_free(&r);
 	check(r.file_fd == -1 && !r.body && !r.head, "response freed", "405");
 }

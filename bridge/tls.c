@@ -20,23 +20,23 @@
 #include "util.h"
 
 #define TLS_CHUNK 16384
-#define TLS_DOWN_MAX (256 * 1024)	/* pause the gate side past this */
+#define TLS_DOWN_MAX (256 * 1024) /* pause the gate side past this */
 
 struct tls_proxy {
-	struct raw_tag tag;		/* of the socketpair end: tls_on_pair_event */
-	struct lws *tls;		/* the TLS connection (raw-skt role) */
-	struct lws *pair;		/* our end of the socketpair (raw file) */
+	struct raw_tag tag; /* of the socketpair end: tls_on_pair_event */
+	struct lws *tls;    /* the TLS connection (raw-skt role) */
+	struct lws *pair;   /* our end of the socketpair (raw file) */
 	int fd;
-	char *up;			/* client -> gate bytes not yet written */
+	char *up; /* client -> gate bytes not yet written */
 	size_t up_len, up_off;
-	unsigned char *down;		/* gate -> client, after LWS_PRE bytes */
+	unsigned char *down; /* gate -> client, after LWS_PRE bytes */
 	size_t down_len, down_cap;
 	bool pair_eof;
 	struct loop_soon write_soon;
 };
 
 static struct lws_vhost *tls_vhost;
-static SSL_CTX *tls_ctx;		/* the vhost's, given to us by lws at its creation */
+static SSL_CTX *tls_ctx; /* the vhost's, given to us by lws at its creation */
 
 static int tls_on_pair_event(struct lws *wsi, int reason, void *obj);
 
@@ -91,7 +91,7 @@ tls_on_adopt(struct lws *wsi)
 		free(p);
 		return -1;
 	}
-	p->tag = (struct raw_tag) {RAW_MAGIC, tls_on_pair_event, p};
+	p->tag = (struct raw_tag){RAW_MAGIC, tls_on_pair_event, p};
 	p->tls = wsi;
 	p->fd = sv[0];
 	p->pair = raw_adopt(sv[0], &p->tag);
@@ -112,13 +112,14 @@ static int
 tls_on_writeable(struct lws *wsi, struct tls_proxy *p)
 {
 	if (p->down_len) {
-		if (lws_write(wsi, p->down + LWS_PRE, p->down_len, LWS_WRITE_RAW) < (int) p->down_len)
+		if (lws_write(wsi, p->down + LWS_PRE, p->down_len, LWS_WRITE_RAW) <
+		    (int) p->down_len)
 			return -1;
 		p->down_len = 0;
 		if (p->pair)
 			lws_rx_flow_control(p->pair, 1);
 		if (p->pair_eof)
-			lws_callback_on_writable(wsi);	/* close once lws has sent it all */
+			lws_callback_on_writable(wsi); /* close once lws has sent it all */
 		return 0;
 	}
 	return p->pair_eof ? -1 : 0;
@@ -161,8 +162,7 @@ tls_on_close(struct tls_proxy *p)
 
 /* Callback of the raw TLS listener's protocol. */
 static int
-tls_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-	     void *in, size_t len)
+tls_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
 	struct tls_proxy *p = lws_get_opaque_user_data(wsi);
 
@@ -203,7 +203,7 @@ tls_on_pair_event(struct lws *wsi, int reason, void *obj)
 		if (!p->tls)
 			return 0;
 		if (!tls_read_pair(p)) {
-			p->pair_eof = true;	/* the gate or lws closed: close TLS after the rest */
+			p->pair_eof = true; /* the gate or lws closed: close TLS after the rest */
 			lws_rx_flow_control(wsi, 0);
 		} else if (p->down_len >= TLS_DOWN_MAX)
 			lws_rx_flow_control(wsi, 0);
@@ -227,11 +227,8 @@ tls_on_pair_event(struct lws *wsi, int reason, void *obj)
 }
 
 static struct lws_protocols tls_protocols[] = {
-	{"wsnotify-tls", tls_callback, 0, TLS_CHUNK, 0, NULL, 0},
-	{NULL, NULL, 0, 0, 0, NULL, 0}
-};
+	{"wsnotify-tls", tls_callback, 0, TLS_CHUNK, 0, NULL, 0}, {NULL, NULL, 0, 0, 0, NULL, 0}};
 
-/* Create the TLS listening vhost on cf_listen; false with a logged reason. */
 bool
 tls_listen(struct lws_context *ctx)
 {
@@ -262,14 +259,14 @@ tls_listen(struct lws_context *ctx)
 	 */
 	if (host[0] && !strchr(host, ':'))
 		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-	info.alpn = "http/1.1";	/* the gate speaks HTTP/1.1 only */
+	info.alpn = "http/1.1"; /* the gate speaks HTTP/1.1 only */
 	info.listen_accept_role = "raw-skt";
 	info.listen_accept_protocol = "wsnotify-tls";
 	info.retry_and_idle_policy = &loop_retry_policy;
 	tls_vhost = lws_create_vhost(ctx, &info);
 	if (!tls_vhost) {
-		log_error("cannot listen with TLS on %s (certificate %s, key %s)",
-			  cf_listen, cf_tls_cert_file, cf_tls_key_file);
+		log_error("cannot listen with TLS on %s (certificate %s, key %s)", cf_listen,
+			  cf_tls_cert_file, cf_tls_key_file);
 		return false;
 	}
 	gate_set_port(lws_get_vhost_listen_port(tls_vhost));
@@ -309,7 +306,8 @@ tls_reload(void)
 	if (!tls_vhost)
 		return;
 	if (!tls_ctx) {
-		log_warn("TLS reload: libwebsockets gave no SSL_CTX; restart to load a new certificate");
+		log_warn(
+			"TLS reload: libwebsockets gave no SSL_CTX; restart to load a new certificate");
 		return;
 	}
 	scratch = SSL_CTX_new(TLS_server_method());

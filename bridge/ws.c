@@ -5,13 +5,14 @@
 #include <string.h>
 
 #include "config.h"
-#include "deliver.h"
 #include "frame.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "queue.h"
 #include "registry.h"
 #include "route.h"
+#include "session.h"
 #include "util.h"
 #include "ws.h"
 
@@ -28,7 +29,7 @@ static unsigned char ws_txbuf[LWS_PRE + WS_BATCH];
 /* The socket being handed over by ws_adopt, claimed on its first callback. */
 static struct conn *handoff_conn;
 static int handoff_fd = -1;
-static bool handoff_claimed;	/* lws claimed handoff_conn (it may be freed already) */
+static bool handoff_claimed; /* lws claimed handoff_conn (it may be freed already) */
 
 enum ws_flush { WS_FLUSH_DONE, WS_FLUSH_CHOKED, WS_FLUSH_CLOSE, WS_FLUSH_FAILED };
 
@@ -38,7 +39,7 @@ ws_conn_gone(struct conn *c, const char *why)
 {
 	log_info("connection %s closed (user %s): %s", c->id, c->user_id, why);
 	metrics.connections_closed++;
-	deliver_disconnect(c->id);
+	session_disconnect(c->id);
 	registry_remove(c);
 }
 
@@ -52,7 +53,7 @@ ws_on_established(struct lws *wsi, struct conn *c)
 	c->last_rx_ms = c->last_tx_ms = now_ms();
 	metrics.connections_accepted++;
 	log_info("connection %s open (user %s)", c->id, c->user_id);
-	if (c->state == CONN_CLOSING || c->head)
+	if (c->state == CONN_CLOSING || c->q.head)
 		lws_callback_on_writable(wsi);
 	return 0;
 }
@@ -61,7 +62,7 @@ ws_on_established(struct lws *wsi, struct conn *c)
 static int
 ws_send_close(struct lws *wsi, struct conn *c, int code, const char *reason)
 {
-	c->state = CONN_CLOSED;	/* nothing may follow the close frame */
+	c->state = CONN_CLOSED; /* nothing may follow the close frame */
 	lws_close_reason(wsi, (enum lws_close_status) code, (unsigned char *) reason,
 			 frame_close_reason_len(reason));
 	return -1;
@@ -84,7 +85,7 @@ ws_fill_batch(struct conn *c)
 	struct out_item *it;
 
 	while ((size_t) (end - p) > WS_FRAME_HEAD_MAX) {
-		if (c->ping_due && c->head_off == 0) {
+		if (c->ping_due && c->q.head_off == 0) {
 			/*
 			 * A payload, not an empty ping: lws 4.1 delivers no
 			 * LWS_CALLBACK_RECEIVE_PONG for an empty pong, so every
@@ -100,25 +101,28 @@ ws_fill_batch(struct conn *c)
 			c->ping_sent_ms = now_ms();
 			continue;
 		}
-		if (!(it = c->head) || !it->p)
+		if (!(it = c->q.head) || !it->p)
 			break;
 
-		size_t left = it->p->len - c->head_off;
+		size_t left = it->p->len - c->q.head_off;
 		size_t room = (size_t) (end - p) - WS_FRAME_HEAD_MAX;
 		size_t chunk = left > WS_TX_CHUNK ? WS_TX_CHUNK : left;
 
 		/* WS_BATCH holds a ping and a whole fragment: never stuck here */
 		if (chunk > room)
 			break;
-		p += frame_ws_head(p, c->head_off ? 0x0 : it->p->binary ? 0x2 : 0x1,
+		p += frame_ws_head(p,
+				   c->q.head_off ? 0x0 :
+				   it->p->binary ? 0x2 :
+						   0x1,
 				   chunk == left, chunk);
-		memcpy(p, it->p->data + c->head_off, chunk);
+		memcpy(p, it->p->data + c->q.head_off, chunk);
 		p += chunk;
-		c->head_off += chunk;
-		if (c->head_off == it->p->len) {
+		c->q.head_off += chunk;
+		if (c->q.head_off == it->p->len) {
 			metrics.messages_out++;
 			metrics.bytes_out += it->p->len;
-			conn_pop(c);
+			queue_pop(&c->q);
 		}
 	}
 	return (size_t) (p - start);
@@ -137,7 +141,7 @@ ws_write_queue(struct conn *c)
 	for (;;) {
 		size_t n;
 
-		if (c->state == CONN_CLOSING || (c->head && !c->head->p && !c->ping_due))
+		if (c->state == CONN_CLOSING || (c->q.head && !c->q.head->p && !c->ping_due))
 			return WS_FLUSH_CLOSE;
 		if (lws_partial_buffered(c->wsi))
 			return WS_FLUSH_CHOKED;
@@ -170,7 +174,7 @@ ws_flush(struct conn *c)
 		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		break;
 	case WS_FLUSH_DONE:
-	case WS_FLUSH_CHOKED:	/* lws asked for POLLOUT when it buffered */
+	case WS_FLUSH_CHOKED: /* lws asked for POLLOUT when it buffered */
 		break;
 	}
 }
@@ -194,8 +198,9 @@ ws_on_writeable(struct lws *wsi, struct conn *c)
 	case WS_FLUSH_CLOSE:
 		if (c->state == CONN_CLOSING)
 			return ws_send_close(wsi, c, c->close_code, c->close_reason);
-		it = c->head;
-		log_info("connection %s: closing with %d as asked by close_ws", c->id, it->close_code);
+		it = c->q.head;
+		log_info("connection %s: closing with %d as asked by close_ws", c->id,
+			 it->close_code);
 		return ws_send_close(wsi, c, it->close_code, it->close_reason);
 	case WS_FLUSH_FAILED:
 		log_warn("connection %s: write failed, closing", c->id);
@@ -217,8 +222,9 @@ ws_on_receive(struct lws *wsi, struct conn *c, const void *in, size_t len)
 		c->rx_binary = lws_frame_is_binary(wsi);
 	/* count what the frame header announces too: do not wait for 1 GiB to refuse it */
 	if (c->rx_len + len + lws_remaining_packet_payload(wsi) > (size_t) cf_max_message_size) {
-		log_warn("connection %s: client message over max_message_size (%lld bytes), closing with 1009",
-			 c->id, cf_max_message_size);
+		log_warn(
+			"connection %s: client message over max_message_size (%lld bytes), closing with 1009",
+			c->id, cf_max_message_size);
 		return ws_send_close(wsi, c, frame_close_too_big.code, frame_close_too_big.reason);
 	}
 	if (c->rx_len + len > c->rx_cap) {
@@ -272,9 +278,7 @@ ws_adopt(int fd, const char *head, size_t len, struct conn *c)
 	return handoff_claimed;
 }
 
-static const struct registry_writer ws_writer = {
-	.want_write = ws_want_write, .flush = ws_flush
-};
+static const struct registry_writer ws_writer = {.want_write = ws_want_write, .flush = ws_flush};
 
 void
 ws_init(void)
@@ -283,12 +287,11 @@ ws_init(void)
 }
 
 int
-ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-	    void *in, size_t len)
+ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
 	struct conn *c = lws_get_opaque_user_data(wsi);
 
-	if (c && c->magic != CONN_MAGIC)	/* a raw descriptor bound to protocols[0] */
+	if (c && c->magic != CONN_MAGIC) /* a raw descriptor bound to protocols[0] */
 		return raw_dispatch(wsi, (int) reason);
 	if (!c && (c = ws_claim(wsi)))
 		lws_set_opaque_user_data(wsi, c);
@@ -354,7 +357,7 @@ ws_check(struct conn *c, uint64_t now, double wall)
 		metrics.pings_timed_out++;
 		log_info("connection %s: no pong within ping_timeout, closing", c->id);
 		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-		c->state = CONN_CLOSED;	/* no more writes */
+		c->state = CONN_CLOSED; /* no more writes */
 		return;
 	}
 	if (cf_idle_timeout > 0 && now - c->last_rx_ms > (uint64_t) cf_idle_timeout &&
@@ -371,7 +374,6 @@ ws_check(struct conn *c, uint64_t now, double wall)
 	}
 }
 
-/* Periodic check: pings, pong timeouts, idle and expired connections. */
 void
 ws_sweep(void)
 {
@@ -380,16 +382,15 @@ ws_sweep(void)
 	struct conn *c, *tmp;
 
 	HASH_ITER(hh, registry_all(), c, tmp)
-		if (c->state == CONN_OPEN && c->wsi)
-			ws_check(c, now, wall);
+	if (c->state == CONN_OPEN && c->wsi)
+		ws_check(c, now, wall);
 }
 
-/* Close every connection with 1001 (drain). */
 void
 ws_close_all(void)
 {
 	struct conn *c, *tmp;
 
 	HASH_ITER(hh, registry_all(), c, tmp)
-		conn_close(c, &frame_close_going_away);
+	conn_close(c, &frame_close_going_away);
 }

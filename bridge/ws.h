@@ -2,14 +2,14 @@
  * ws.h: libwebsockets callbacks for the WebSocket and HTTP side.
  *
  * One callback serves the protocols "wsnotify" (the default: bare messages)
- * and "wsnotify.v1" (envelopes with a cursor; the envelope is built when a
- * message is queued, see registry.c).  Queued frames are written in
+ * and "wsnotify.v1" (envelopes with a cursor; the envelope is built once
+ * per message when it is first queued for a v1 connection, frame_form).  Queued frames are written in
  * batches of up to WS_TX_CHUNK bytes, one lws_write each, right after a
  * fetch queued them (the registry's writer, installed by ws_init) and in
  * LWS_CALLBACK_SERVER_WRITEABLE when the socket had no room; large messages
  * go out as fragments of WS_TX_CHUNK bytes.  The gate hands each
- * authorized socket over with ws_adopt.  Uses delivery, routes, the
- * registry, frame and the loop.
+ * authorized socket over with ws_adopt.  Uses the database session
+ * (session_disconnect), routes, the registry, queue, frame and the loop.
  */
 #ifndef WSNOTIFY_WS_H
 #define WSNOTIFY_WS_H
@@ -30,8 +30,8 @@
 #define WS_RX_BUFFER 128
 
 /* The protocol callback for "wsnotify" and "wsnotify.v1". */
-int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-		void *in, size_t len);
+int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		size_t len);
 struct conn;
 
 /* Install the registry's writer (before any connection exists). */

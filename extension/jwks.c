@@ -39,8 +39,8 @@
 
 #include "utils/memutils.h"
 
+#include "base64url.h"
 #include "jwks.h"
-#include "util.h"
 
 /* Shortest RSA modulus accepted, in bits. */
 #define JWKS_RSA_MIN_BITS 2048
@@ -285,7 +285,7 @@ JwksParseKey(json_t *obj, int i, Jwk *key)
 }
 
 /*
- * A base64url member (UtilBase64UrlDecode's rule, the same as a token's
+ * A base64url member (Base64UrlDecode's rule, the same as a token's
  * parts) decoded into palloc'd bytes; NULL when absent, not a string,
  * empty or invalid.
  */
@@ -298,8 +298,8 @@ JwksMember(json_t *obj, const char *name, size_t *len)
 	*len = 0;
 	if (!json_is_string(value) || json_string_length(value) == 0)
 		return NULL;
-	out = UtilBase64UrlDecode(json_string_value(value),
-							  json_string_length(value), len);
+	out = Base64UrlDecode(json_string_value(value),
+						  json_string_length(value), len);
 	if (out == NULL || *len == 0)
 		return NULL;
 	return out;

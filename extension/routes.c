@@ -82,10 +82,6 @@ static Jsonb *RoutesCall(const Route *route, const char *route_name,
 						 Jsonb *connection, Datum message, bool message_null);
 static Jsonb *RoutesConnectionById(Oid namespace, const char *connection_id);
 static void RoutesSetContext(Jsonb *connection);
-static uint64 RoutesExec(Oid namespace, const char *sql, int nargs,
-						 Oid *types, Datum *values, bool as_owner,
-						 Datum *row, bool *row_nulls, int ncols,
-						 UtilPlan *keep);
 
 /*
  * The route lookup and the connection's row run for every upgrade
@@ -140,6 +136,7 @@ ws_route(PG_FUNCTION_ARGS)
 	Oid			run_as;
 	Oid			types[4] = {TEXTOID, TEXTOID, OIDOID, OIDOID};
 	Datum		values[4];
+	UtilStatement stmt = {NULL, 4, types, values, "websocket_route", false, NULL};
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -170,13 +167,12 @@ ws_route(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(format_procedure_qualified(handler));
 	values[2] = ObjectIdGetDatum(run_as);
 	values[3] = ObjectIdGetDatum(GetUserId());
-	RoutesExec(namespace,
-			   psprintf("INSERT INTO %s AS r (route, handler, run_as, owner) "
+	stmt.sql = psprintf("INSERT INTO %s AS r (route, handler, run_as, owner) "
 						"VALUES ($1, $2, $3, $4) ON CONFLICT (route) DO UPDATE "
 						"SET handler = $2, run_as = $3, owner = $4, "
 						"created_at = pg_catalog.now()",
-						UtilQualifiedName(namespace, "websocket_route")),
-			   4, types, values, true, NULL, NULL, 0, NULL);
+						UtilQualifiedName(namespace, "websocket_route"));
+	UtilExec(namespace, &stmt, NULL, NULL, 0);
 	PG_RETURN_VOID();
 }
 
@@ -191,6 +187,7 @@ ws_unroute(PG_FUNCTION_ARGS)
 	Oid			namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
+	UtilStatement stmt = {NULL, 1, types, values, "websocket_route", false, NULL};
 	char	   *route;
 
 	if (PG_ARGISNULL(0))
@@ -200,10 +197,9 @@ ws_unroute(PG_FUNCTION_ARGS)
 	route = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	RoutesCheckChangeAllowed(namespace, route);
 	values[0] = CStringGetTextDatum(route);
-	PG_RETURN_BOOL(RoutesExec(namespace,
-							  psprintf("DELETE FROM %s WHERE route = $1",
-									   UtilQualifiedName(namespace, "websocket_route")),
-							  1, types, values, true, NULL, NULL, 0, NULL) > 0);
+	stmt.sql = psprintf("DELETE FROM %s WHERE route = $1",
+						UtilQualifiedName(namespace, "websocket_route"));
+	PG_RETURN_BOOL(UtilExec(namespace, &stmt, NULL, NULL, 0) > 0);
 }
 
 /*
@@ -422,16 +418,16 @@ RoutesLookup(Oid namespace, const char *route, Route *found, Oid *owner)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
+	UtilStatement stmt = {NULL, 1, types, values, NULL, false, &lookup_plan};
 	Datum		row[3];
 	bool		row_nulls[3];
 	char	   *handler_text;
 	Oid			handler;
 
 	values[0] = CStringGetTextDatum(route);
-	if (RoutesExec(namespace,
-				   psprintf("SELECT handler, run_as::oid, owner::oid FROM %s WHERE route = $1",
-							UtilQualifiedName(namespace, "websocket_route")),
-				   1, types, values, false, row, row_nulls, 3, &lookup_plan) == 0)
+	stmt.sql = psprintf("SELECT handler, run_as::oid, owner::oid FROM %s WHERE route = $1",
+						UtilQualifiedName(namespace, "websocket_route"));
+	if (UtilExec(namespace, &stmt, row, row_nulls, 3) == 0)
 		return false;
 	handler_text = TextDatumGetCString(row[0]);
 	found->run_as = DatumGetObjectId(row[1]);
@@ -526,19 +522,18 @@ RoutesConnectionById(Oid namespace, const char *connection_id)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
+	UtilStatement stmt = {NULL, 1, types, values, NULL, false, &connection_plan};
 	Datum		row[1];
 	bool		row_nulls[1];
 
 	values[0] = CStringGetTextDatum(connection_id);
-	if (RoutesExec(namespace,
-				   psprintf("SELECT pg_catalog.jsonb_build_object("
-							"'connection_id', c.connection_id, 'user_id', c.user_id, "
-							"'bridge_id', c.bridge_id, 'connected_at', c.connected_at, "
-							"'remote_addr', c.remote_addr, 'user_agent', c.user_agent, "
-							"'claims', c.claims) FROM %s c WHERE c.connection_id = $1",
-							UtilQualifiedName(namespace, "websocket_client")),
-				   1, types, values, false, row, row_nulls, 1,
-				   &connection_plan) == 0)
+	stmt.sql = psprintf("SELECT pg_catalog.jsonb_build_object("
+						"'connection_id', c.connection_id, 'user_id', c.user_id, "
+						"'bridge_id', c.bridge_id, 'connected_at', c.connected_at, "
+						"'remote_addr', c.remote_addr, 'user_agent', c.user_agent, "
+						"'claims', c.claims) FROM %s c WHERE c.connection_id = $1",
+						UtilQualifiedName(namespace, "websocket_client"));
+	if (UtilExec(namespace, &stmt, row, row_nulls, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("connection \"%s\" is not live", connection_id)));
@@ -584,19 +579,4 @@ RoutesSetContext(Jsonb *connection)
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
 								 true, 0, false);
 	}
-}
-
-/*
- * Run one statement on websocket_route or websocket_client (as the tables'
- * owner when as_owner): UtilExec with this module's arguments.
- */
-static uint64
-RoutesExec(Oid namespace, const char *sql, int nargs, Oid *types,
-		   Datum *values, bool as_owner, Datum *row, bool *row_nulls,
-		   int ncols, UtilPlan *keep)
-{
-	UtilStatement stmt = {sql, nargs, types, values,
-	as_owner ? "websocket_route" : NULL, false, keep};
-
-	return UtilExec(namespace, &stmt, row, row_nulls, ncols);
 }

@@ -62,6 +62,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
+#include "base64url.h"
 #include "jwks.h"
 #include "wsnotify.h"
 
@@ -598,12 +599,12 @@ TokenSplit(const char *token, TokenParts *parts)
 
 	parts->token = token;
 	parts->signed_len = dot2 - token;
-	parts->header = (char *) UtilBase64UrlDecode(token, dot1 - token,
-												  &parts->header_len);
-	parts->payload = (char *) UtilBase64UrlDecode(dot1 + 1, dot2 - dot1 - 1,
-												   &parts->payload_len);
-	parts->signature = UtilBase64UrlDecode(sig, strlen(sig),
-											&parts->signature_len);
+	parts->header = (char *) Base64UrlDecode(token, dot1 - token,
+											  &parts->header_len);
+	parts->payload = (char *) Base64UrlDecode(dot1 + 1, dot2 - dot1 - 1,
+											   &parts->payload_len);
+	parts->signature = Base64UrlDecode(sig, strlen(sig),
+										&parts->signature_len);
 	if (parts->header == NULL || parts->payload == NULL || parts->signature == NULL)
 		TokenRefuseMalformed("A part is not valid unpadded base64url.");
 }

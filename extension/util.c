@@ -3,8 +3,7 @@
  * util.c
  *	  Helpers every module of the extension uses: qualified names of the
  *	  extension's objects, running one statement as the owner of its tables
- *	  (with its plan kept for the backend's life when asked), and the one
- *	  base64url decoder of tokens and key sets.
+ *	  (with its plan kept for the backend's life when asked).
  *
  * The extension's tables belong to the role that created the extension;
  * its functions write them as that role, so callers need no grant on them.
@@ -25,8 +24,6 @@
 #include "utils/syscache.h"
 
 #include "util.h"
-
-static int	UtilBase64UrlValue(unsigned char c);
 
 /*
  * "schema"."relname" for one of the extension's objects, quoted as needed,
@@ -150,60 +147,4 @@ UtilExecInt8(Oid namespace, const UtilStatement *stmt)
 	if (UtilExec(namespace, stmt, &value, &isnull, 1) != 1 || isnull)
 		elog(ERROR, "\"%s\" returned no value", stmt->sql);
 	return DatumGetInt64(value);
-}
-
-/* Value of one base64url character, or -1. */
-static int
-UtilBase64UrlValue(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-/*
- * Strict base64url as RFC 7515 section 2 defines it for every JWS part and
- * RFC 7517/7518 for every JWK member: the URL-safe alphabet only, no "="
- * padding, no length that leaves a lone character, and no set bits after
- * the last whole byte, so that each byte string has exactly one spelling.
- * Returns a palloc'd, NUL-terminated buffer, or NULL.
- */
-unsigned char *
-UtilBase64UrlDecode(const char *in, size_t len, size_t *out_len)
-{
-	unsigned char *out = palloc(len * 3 / 4 + 1);
-	uint32		bits = 0;
-	int			nbits = 0;
-	size_t		n = 0;
-
-	if (len % 4 == 1)
-		return NULL;
-	for (size_t i = 0; i < len; i++)
-	{
-		int			v = UtilBase64UrlValue((unsigned char) in[i]);
-
-		if (v < 0)
-			return NULL;
-		bits = (bits << 6) | (uint32) v;
-		nbits += 6;
-		if (nbits >= 8)
-		{
-			nbits -= 8;
-			out[n++] = (unsigned char) (bits >> nbits);
-			bits &= (1U << nbits) - 1;
-		}
-	}
-	if (bits != 0)
-		return NULL;
-	out[n] = '\0';
-	*out_len = n;
-	return out;
 }

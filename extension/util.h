@@ -2,7 +2,7 @@
  *
  * util.h
  *	  Helpers shared by every module of the extension (util.c): names of its
- *	  objects, statements run as the owner of its tables, base64url.
+ *	  objects, statements run as the owner of its tables.
  *
  *-------------------------------------------------------------------------
  */
@@ -41,7 +41,5 @@ extern Oid	UtilTableOwner(Oid namespace, const char *relname);
 extern uint64 UtilExec(Oid namespace, const UtilStatement *stmt, Datum *row,
 					   bool *row_nulls, int ncols);
 extern int64 UtilExecInt8(Oid namespace, const UtilStatement *stmt);
-extern unsigned char *UtilBase64UrlDecode(const char *in, size_t len,
-										  size_t *out_len);
 
 #endif							/* WSNOTIFY_UTIL_H */

@@ -1,6 +1,7 @@
 /*
  * fuzz_token.c: libFuzzer target for token verification (extension/token.c,
- * linked unchanged, with the backend stand-ins of pgshim.c).
+ * jwks.c and base64url.c, linked unchanged, with the backend stand-ins of
+ * pgshim.c, which also holds the settings TokenInit defines).
  *
  * The first byte picks what to call; the rest is the input:
  *   0  verify_token(token) with the configured secret, EC key and algorithms
@@ -8,7 +9,7 @@
  *   2  verify_token(token, rsa_key, 'RS256')
  *   3  "header\npayload": the harness signs it (HS256, the configured
  *      secret), so the claim checks behind the signature are reached too
- *   4  the wsnotify.jwt_algorithms check hook's list parser
+ *   4  the input is set as wsnotify.jwt_algorithms (its check hook's parser)
  *   5  the input is wsnotify.jwt_jwks (a JWKS document); a token signed with
  *      the secret under kid "k1" is verified against it (jwks.c's parser)
  * A refusal is an ERROR caught here; a crash or sanitizer report is a bug.
@@ -59,7 +60,7 @@ sign_hs256(const char *header, size_t hl, const char *payload, size_t pl)
 	n = b64url((const unsigned char *) header, hl, tok);
 	tok[n++] = '.';
 	n += b64url((const unsigned char *) payload, pl, tok + n);
-	HMAC(EVP_sha256(), wsnotify_jwt_secret, (int) strlen(wsnotify_jwt_secret),
+	HMAC(EVP_sha256(), shim_jwt_secret, (int) strlen(shim_jwt_secret),
 		 (unsigned char *) tok, n, mac, &maclen);
 	tok[n++] = '.';
 	b64url(mac, maclen, tok + n);
@@ -70,15 +71,13 @@ sign_hs256(const char *header, size_t hl, const char *payload, size_t pl)
 static void
 run_one(int mode, const char *in, size_t len)
 {
-	char	   *bad;
-
 	switch (mode)
 	{
 		case 0:
 			TokenVerifyConfigured(in);
 			break;
 		case 1:
-			TokenVerifyWithKey(in, wsnotify_jwt_secret, "HS256");
+			TokenVerifyWithKey(in, shim_jwt_secret, "HS256");
 			break;
 		case 2:
 			TokenVerifyWithKey(in, shim_rsa_public_key, "RS256");
@@ -93,7 +92,8 @@ run_one(int mode, const char *in, size_t len)
 				break;
 			}
 		case 4:
-			TokenAlgorithmListIsValid(in, &bad);
+			if (shim_set("wsnotify.jwt_algorithms", in))
+				shim_set("wsnotify.jwt_algorithms", "HS256,RS256,ES256");
 			break;
 		default:
 			{
@@ -101,12 +101,22 @@ run_one(int mode, const char *in, size_t len)
 				static const char claims[] = "{\"sub\":\"a\",\"aud\":\"fuzz-aud\","
 					"\"iss\":\"fuzz-iss\",\"exp\":4102444800}";
 
-				wsnotify_jwt_jwks = (char *) in;
+				shim_set("wsnotify.jwt_jwks", in);
 				TokenVerifyConfigured(sign_hs256(header, strlen(header),
 												 claims, strlen(claims)));
 				break;
 			}
 	}
+}
+
+/* Once, before the first input: define and configure token.c's settings. */
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void) argc;
+	(void) argv;
+	shim_configure();
+	return 0;
 }
 
 int
@@ -127,7 +137,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		PG_exception_stack = &jb;
 		run_one(mode, in, size - 1);
 	}
-	wsnotify_jwt_jwks = NULL;
+	shim_set("wsnotify.jwt_jwks", "");
 	shim_reset();
 	return 0;
 }

@@ -2,7 +2,8 @@
  * pgshim.c: just enough of the PostgreSQL backend for extension/token.c to
  * run outside a server, so that libFuzzer can drive it (fuzz_token.c).
  *
- * token.c is linked unchanged.  ereport(ERROR) ends in errfinish, which
+ * token.c, jwks.c and base64url.c are linked unchanged; TokenInit defines
+ * its settings here and shim_set changes them through their hooks.  ereport(ERROR) ends in errfinish, which
  * jumps to the innermost PG_TRY (or the harness's), as in a backend.
  * palloc memory is released after every input, as a backend's statement
  * context would be; what goes into TopMemoryContext or a context made under
@@ -17,8 +18,10 @@
 
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "wsnotify.h"
 #include "pgshim.h"
 
 /* port.h maps vsnprintf to pg_vsnprintf (libpgport); the C library's will do. */
@@ -30,21 +33,130 @@ pg_vsnprintf(char *str, size_t count, const char *fmt, va_list args)
 	return vsnprintf(str, count, fmt, args);
 }
 
-/* The settings token.c reads (extension/wsnotify.c defines them in a server). */
-char	   *wsnotify_jwt_secret = "fuzz-secret-0123456789abcdef";
-char	   *wsnotify_jwt_public_key =
-	"-----BEGIN PUBLIC KEY-----\n"
-	"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAExZ4L805cetElFIwx9nnTZWAKS5L6\n"
-	"Qu2oAArk0x+/Jh92kNPObVd935ocjjc4uVJzCYF8lhNwq/E+GKmEviuD6Q==\n"
-	"-----END PUBLIC KEY-----\n";
-char	   *wsnotify_jwt_jwks = NULL;
-char	   *wsnotify_jwt_algorithms = "HS256,RS256,ES256";
-char	   *wsnotify_jwt_audience = "fuzz-aud";
-char	   *wsnotify_jwt_issuer = "fuzz-iss";
-int			wsnotify_jwt_leeway = 30;
-int			wsnotify_jwt_max_length = 8192;
-char	   *wsnotify_user_claim = "sub";
+static int	shim_elevel;
+static char shim_message[1024];
+
 bool		wsnotify_preloaded = true;
+
+/*
+ * The settings token.c defines (TokenInit), kept as guc.c keeps custom
+ * variables: a pointer to the module's own variable and its hooks, so that
+ * shim_set runs the same check and assign hooks a SET would.
+ */
+typedef struct ShimGuc
+{
+	const char *name;
+	char	  **string;			/* a string setting, or NULL */
+	int		   *integer;		/* an integer setting, or NULL */
+	GucStringCheckHook check;
+	GucStringAssignHook assign;
+	void	   *extra;			/* what the check hook gave the assign hook */
+} ShimGuc;
+
+static ShimGuc shim_gucs[16];
+static int	shim_guc_count;
+
+char	   *GUC_check_errmsg_string;
+char	   *GUC_check_errdetail_string;
+char	   *GUC_check_errhint_string;
+
+void GUC_check_errcode(int sqlerrcode) { (void) sqlerrcode; }
+void pre_format_elog_string(int errnumber, const char *domain) { (void) errnumber; (void) domain; }
+
+char *
+format_elog_string(const char *fmt,...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(shim_message, sizeof(shim_message), fmt, ap);
+	va_end(ap);
+	return shim_message;
+}
+
+bool superuser(void) { return true; }
+
+/* Record one setting (at most the table's size: a bug otherwise). */
+static ShimGuc *
+shim_define(const char *name)
+{
+	if (shim_guc_count == (int) (sizeof(shim_gucs) / sizeof(shim_gucs[0])))
+		abort();
+	shim_gucs[shim_guc_count].name = name;
+	return &shim_gucs[shim_guc_count++];
+}
+
+void
+DefineCustomStringVariable(const char *name, const char *short_desc, const char *long_desc,
+						   char **valueAddr, const char *bootValue, GucContext context,
+						   int flags, GucStringCheckHook check_hook,
+						   GucStringAssignHook assign_hook, GucShowHook show_hook)
+{
+	ShimGuc    *g = shim_define(name);
+
+	(void) short_desc;
+	(void) long_desc;
+	(void) context;
+	(void) flags;
+	(void) show_hook;
+	g->string = valueAddr;
+	g->check = check_hook;
+	g->assign = assign_hook;
+	if (!shim_set(name, bootValue))
+		abort();
+}
+
+void
+DefineCustomIntVariable(const char *name, const char *short_desc, const char *long_desc,
+						int *valueAddr, int bootValue, int minValue, int maxValue,
+						GucContext context, int flags, GucIntCheckHook check_hook,
+						GucIntAssignHook assign_hook, GucShowHook show_hook)
+{
+	ShimGuc    *g = shim_define(name);
+
+	(void) short_desc;
+	(void) long_desc;
+	(void) minValue;
+	(void) maxValue;
+	(void) context;
+	(void) flags;
+	(void) check_hook;
+	(void) assign_hook;
+	(void) show_hook;
+	g->integer = valueAddr;
+	*valueAddr = bootValue;
+}
+
+/* Set a string setting as postgresql.conf would; false when its check hook refuses. */
+bool
+shim_set(const char *name, const char *value)
+{
+	for (int i = 0; i < shim_guc_count; i++)
+	{
+		ShimGuc    *g = &shim_gucs[i];
+		char	   *copy;
+		void	   *extra = NULL;
+
+		if (strcmp(g->name, name) != 0 || g->string == NULL)
+			continue;
+		copy = strdup(value);
+		if (copy == NULL)
+			abort();
+		if (g->check && !g->check(&copy, &extra, PGC_S_FILE))
+		{
+			free(copy);
+			return false;
+		}
+		if (g->assign)
+			g->assign(copy, extra);
+		free(g->extra);
+		g->extra = extra;
+		free(*g->string);
+		*g->string = copy;
+		return true;
+	}
+	abort();					/* a setting token.c does not define */
+}
 
 const char *const shim_rsa_public_key =
 	"-----BEGIN PUBLIC KEY-----\n"
@@ -57,12 +169,31 @@ const char *const shim_rsa_public_key =
 	"4QIDAQAB\n"
 	"-----END PUBLIC KEY-----\n";
 
+const char *const shim_jwt_secret = "fuzz-secret-0123456789abcdef";
+
+/* The EC key of the configured form (ES256). */
+static const char shim_ec_public_key[] =
+	"-----BEGIN PUBLIC KEY-----\n"
+	"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAExZ4L805cetElFIwx9nnTZWAKS5L6\n"
+	"Qu2oAArk0x+/Jh92kNPObVd935ocjjc4uVJzCYF8lhNwq/E+GKmEviuD6Q==\n"
+	"-----END PUBLIC KEY-----\n";
+
+void
+shim_configure(void)
+{
+	TokenInit();
+	if (!shim_set("wsnotify.jwt_secret", shim_jwt_secret) ||
+		!shim_set("wsnotify.jwt_public_key", shim_ec_public_key) ||
+		!shim_set("wsnotify.jwt_algorithms", "HS256,RS256,ES256") ||
+		!shim_set("wsnotify.jwt_audience", "fuzz-aud") ||
+		!shim_set("wsnotify.jwt_issuer", "fuzz-iss"))
+		abort();
+	shim_reset();
+}
+
 sigjmp_buf *PG_exception_stack = NULL;
 ErrorContextCallback *error_context_stack = NULL;
 MemoryContext CurrentMemoryContext = NULL;
-
-static int	shim_elevel;
-static char shim_message[1024];
 
 /*
  * A memory context: a list of chunks.  The statement context is reset after
