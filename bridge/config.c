@@ -33,7 +33,8 @@ long long cf_max_connections, cf_max_message_size, cf_send_queue_max, cf_max_hea
 	cf_drain_timeout, cf_token_leeway, cf_handler_pool_size, cf_handler_timeout,
 	cf_client_rate_limit, cf_max_pending_requests, cf_max_connections_per_user,
 	cf_connect_rate_limit, cf_auth_failure_rate_limit, cf_handshake_timeout,
-	cf_db_pipeline_depth, cf_linger_timeout, cf_db_tcp_timeout;
+	cf_db_pipeline_depth, cf_linger_timeout, cf_db_tcp_timeout, cf_signal_rate_limit,
+	cf_signal_max_size;
 bool cf_close_on_token_expiry, cf_connect_synchronous_commit;
 
 enum cf_type { CF_STR, CF_BOOL, CF_INT, CF_SIZE, CF_DURATION };
@@ -83,6 +84,9 @@ static const struct cf_key cf_keys[] = {
 	{"handler_timeout", CF_DURATION, &cf_handler_timeout, true, "5s", "0", "24h"},
 	{"client_rate_limit", CF_INT, &cf_client_rate_limit, true, "50", "0", "1000000"},
 	{"max_pending_requests", CF_INT, &cf_max_pending_requests, true, "16", "0", "1000000"},
+	{"signal_rate_limit", CF_INT, &cf_signal_rate_limit, true, "20", "0", "1000000"},
+	/* at most what the extension relays (SIGNAL_MAX_SIZE, extension/wsnotify.h) */
+	{"signal_max_size", CF_SIZE, &cf_signal_max_size, true, "4KiB", "1", "4KiB"},
 	{"max_connections_per_user", CF_INT, &cf_max_connections_per_user, true, "100", "0", "10000000"},
 	{"connect_rate_limit", CF_INT, &cf_connect_rate_limit, true, "0", "0", "1000000"},
 	{"auth_failure_rate_limit", CF_INT, &cf_auth_failure_rate_limit, true, "60", "0", "1000000"},

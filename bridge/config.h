@@ -41,6 +41,8 @@ extern long long cf_handler_pool_size;
 extern long long cf_handler_timeout;
 extern long long cf_client_rate_limit;
 extern long long cf_max_pending_requests;
+extern long long cf_signal_rate_limit;
+extern long long cf_signal_max_size;
 extern long long cf_max_connections_per_user;
 extern long long cf_connect_rate_limit;
 extern long long cf_auth_failure_rate_limit;

@@ -21,6 +21,7 @@
 #include "registry.h"
 #include "seal.h"
 #include "session.h"
+#include "signal.h"
 #include "util.h"
 
 static int64_t cursor;	 /* everything up to here is seen */
@@ -86,34 +87,21 @@ deliver_close(struct conn *c, const char *body, size_t body_len)
 	json_decref(j);
 }
 
-/*
- * A topic message: to the connections of this bridge the database listed,
- * a JSON array of connection ids as jsonb prints it, read in place (a
- * 19,000-subscriber list is 700 KB: parsing it into a jansson tree cost
- * more than the lookups).  Connection ids are this bridge's own hex
- * strings, so a string with an escape in it names none of them.
- */
+/* A topic message: to the connections of this bridge the database listed. */
 static void
 deliver_topic(struct payload *p, int64_t id, const char *connections)
 {
-	const char *s = connections;
+	struct conn *list[256];
+	size_t n, from = 0;
 
-	while (s && (s = strchr(s, '"'))) {
-		const char *e = ++s;
-		bool escaped = false;
-		struct conn *c;
-
-		for (; *e && *e != '"'; e++)
-			if (*e == '\\' && e[1]) {
-				escaped = true;
-				e++;
-			}
-		if (!*e)
-			break;
-		if (!escaped && (c = registry_find_len(s, (size_t) (e - s))) && id > c->start_id)
-			conn_enqueue(c, p, id);
-		s = e + 1;
-	}
+	if (!connections)
+		return;
+	do {
+		n = registry_listed(connections, list, 256, &from);
+		for (size_t i = 0; i < n; i++)
+			if (id > list[i]->start_id)
+				conn_enqueue(list[i], p, id);
+	} while (n == 256);
 }
 
 /* Dispatch one row by kind. */
@@ -363,7 +351,7 @@ deliver_on_notify(const char *payload, void *arg)
 	int64_t id = payload ? strtoll(payload, NULL, 10) : 0;
 
 	(void) arg;
-	if (payload && deliver_inline(payload, id))
+	if (payload && (signal_on_notify(payload) || deliver_inline(payload, id)))
 		return;
 	/* sent before a fetch that has already read it: fetching again finds nothing */
 	if (session_started() && id <= cursor)

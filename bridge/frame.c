@@ -114,6 +114,34 @@ frame_reply_v1(const char *request_id, const char *data)
 }
 
 char *
+frame_action(const char *body, size_t *data_len)
+{
+	json_t *o = json_loads(body, 0, NULL);
+	json_t *action = json_object_get(o, "action");
+	json_t *data = json_object_get(o, "data");
+	char *name = json_is_string(action) ? util_strdup(json_string_value(action)) : NULL;
+
+	*data_len = data ? json_dumpb(data, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) : 0;
+	json_decref(o);
+	return name;
+}
+
+struct payload *
+frame_signal(const char *topic, const char *data, size_t data_len)
+{
+	char head[200];
+	/* topic names need no escaping (the extension checks them) */
+	int hl = snprintf(head, sizeof(head),
+			  "{\"type\": \"signal\", \"topic\": \"%s\", \"data\": ", topic);
+	struct payload *p = payload_alloc((size_t) hl + data_len + 1, false);
+
+	memcpy(p->data, head, (size_t) hl);
+	memcpy(p->data + hl, data, data_len);
+	p->data[hl + data_len] = '}';
+	return p;
+}
+
+char *
 frame_welcome(const char *welcome, bool v1)
 {
 	return v1 ? frame_reply_v1(NULL, welcome) : util_strdup(welcome);

@@ -48,6 +48,14 @@ char *frame_error(const char *request_id, const char *code, const char *message,
  */
 int frame_refused_topics(const char *refused, bool v1, void (*emit)(const char *text, void *arg),
 			 void *arg);
+/*
+ * The "action" of a client message as frame_parse gave it (malloc'd, NULL
+ * when it has none), and the bytes of its "data" as compact JSON (0 when
+ * absent): what the bridge checks itself before a signal reaches the database.
+ */
+char *frame_action(const char *body, size_t *data_len);
+/* The v1 frame of a signal: {"type": "signal", "topic": T, "data": D}. */
+struct payload *frame_signal(const char *topic, const char *data, size_t data_len);
 /* A v1 reset frame: the client's cursor is gone, start again from id. */
 char *frame_reset(int64_t id);
 

@@ -127,6 +127,10 @@ metrics_render(size_t *len)
 	C("client_frames_in_total", "Messages received from clients.", metrics.client_frames_in);
 	C("handler_calls_total", "Route handler calls (wsnotify_invoke).", metrics.handler_calls);
 	C("error_frames_total", "Error frames sent to clients.", metrics.error_frames);
+	C("signals_out_total", "Signal frames queued for clients.", metrics.signals_out);
+	C("signals_dropped_total",
+	  "Signals dropped: too many waiting for their recipients, or the database unreachable.",
+	  metrics.signals_dropped);
 	C("delivery_lag_seconds_sum", "Time from NOTIFY to messages queued, summed.",
 	  metrics.lag_sum);
 	C("delivery_lag_seconds_count", "Delivery lag samples.", metrics.lag_count);

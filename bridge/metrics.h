@@ -44,6 +44,8 @@ struct metrics {
 	uint64_t client_frames_in;
 	uint64_t handler_calls;
 	uint64_t error_frames;
+	uint64_t signals_out;
+	uint64_t signals_dropped;
 	double lag_sum;
 	uint64_t lag_count;
 	double lag_max;

@@ -241,13 +241,50 @@ conn_release(struct conn *c)
 void
 conn_enqueue_text(struct conn *c, const char *text)
 {
-	struct payload *p;
+	struct payload *p = payload_new(text, strlen(text));
 
+	conn_enqueue_formed(c, p);
+	payload_unref(p);
+}
+
+void
+conn_enqueue_formed(struct conn *c, struct payload *p)
+{
 	if (conn_closing(c))
 		return;
-	p = payload_new(text, strlen(text));
 	conn_push(c, p, 0);
-	payload_unref(p);
+}
+
+/*
+ * Read in place, not parsed into a jansson tree: a 19,000-subscriber list
+ * is 700 KB, and parsing it cost more than the lookups.  Connection ids
+ * are this bridge's own hex strings, so a string with an escape in it
+ * names none of them.
+ */
+size_t
+registry_listed(const char *ids, struct conn **list, size_t n, size_t *from)
+{
+	const char *s = ids + *from;
+	size_t found = 0;
+
+	while (found < n && (s = strchr(s, '"'))) {
+		const char *e = ++s;
+		bool escaped = false;
+		struct conn *c;
+
+		for (; *e && *e != '"'; e++)
+			if (*e == '\\' && e[1]) {
+				escaped = true;
+				e++;
+			}
+		if (!*e)
+			break;
+		if (!escaped && (c = registry_find_len(s, (size_t) (e - s))))
+			list[found++] = c;
+		s = e + 1;
+	}
+	*from = s ? (size_t) (s - ids) : strlen(ids);
+	return found;
 }
 
 void

@@ -38,6 +38,7 @@ struct route_req {
 	char *body;	  /* the JSON object, as text; binary: "\\x" + hex */
 	char *request_id; /* its "request_id" as JSON text, or NULL */
 	bool binary;	  /* a binary frame, for the $binary route */
+	bool refresh;	  /* a refresh action: its reply moves expires_at */
 };
 
 /* A connection's life: each state only ever moves to a later one. */
@@ -79,6 +80,8 @@ struct conn {
 	bool req_inflight;  /* one handler call at a time: replies in order */
 	double rate_tokens; /* client_rate_limit bucket */
 	uint64_t rate_ms;
+	double signal_tokens; /* signal_rate_limit bucket */
+	uint64_t signal_ms;
 	UT_hash_handle hh;
 	struct conn *unext, *uprev;
 	struct user_entry *user;
@@ -129,6 +132,13 @@ struct conn *registry_find_len(const char *id, size_t len);
 struct conn *registry_user(const char *user_id);
 /* The same for a user id of len bytes, not NUL-terminated. */
 struct conn *registry_user_len(const char *user_id, size_t len);
+/*
+ * The connections of this bridge a JSON array of connection ids names (as
+ * jsonb prints it), read in place from byte *from: up to n of them into
+ * list; *from moves past what was read.  Returns how many were put there
+ * (fewer than n: the array is done).
+ */
+size_t registry_listed(const char *ids, struct conn **list, size_t n, size_t *from);
 /* All connections (uthash head; iterate with HASH_ITER). */
 struct conn *registry_all(void);
 /* Number of connections. */
@@ -140,6 +150,8 @@ void conn_enqueue(struct conn *c, struct payload *p, int64_t id);
 void conn_enqueue_now(struct conn *c, struct payload *p, int64_t id);
 /* Queue a frame given as text (welcome, reset), bypassing the hold. */
 void conn_enqueue_text(struct conn *c, const char *text);
+/* Queue a payload already in its final form (a signal's), bypassing the hold. */
+void conn_enqueue_formed(struct conn *c, struct payload *p);
 /* The replay is done: live messages held meanwhile follow it. */
 void conn_release(struct conn *c);
 /* Queue a close after the messages already queued. */

@@ -1,6 +1,7 @@
 /*
  * route.c: client messages -> wsnotify_invoke on the handler pool -> replies.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,8 @@ static unsigned long long error_ref;
 struct route_call {
 	char conn_id[40];
 	char *request_id;
-	bool binary; /* for the $binary route */
+	bool binary;  /* for the $binary route */
+	bool refresh; /* a refresh action */
 };
 
 static void route_next(struct conn *c);
@@ -118,6 +120,23 @@ route_failed(struct conn *c, const char *request_id, PGresult *res)
 	route_error(c, request_id, "handler_error", generic);
 }
 
+/*
+ * A refresh the database accepted ({"refreshed": true, "expires_at": epoch
+ * seconds or null}): the 4001 check (ws.c) now reads the new token's expiry.
+ */
+static void
+route_refreshed(struct conn *c, const char *reply)
+{
+	json_t *o = json_loads(reply, 0, NULL);
+	json_t *exp = json_object_get(o, "expires_at");
+
+	if (json_is_true(json_object_get(o, "refreshed"))) {
+		c->expires_at = json_is_number(exp) ? json_number_value(exp) : 0;
+		log_info("connection %s: token refreshed", c->id);
+	}
+	json_decref(o);
+}
+
 /* Answer of wsnotify_invoke. */
 static void
 route_done(PGresult *res, void *arg)
@@ -128,6 +147,8 @@ route_done(PGresult *res, void *arg)
 	if (c) {
 		c->req_inflight = false;
 		if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+			if (call->refresh && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+				route_refreshed(c, PQgetvalue(res, 0, 0));
 			if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
 				route_reply(c, call->request_id, PQgetvalue(res, 0, 0));
 		} else if (call->binary && res && !strcmp(db_sqlstate(res), "42883")) {
@@ -199,6 +220,7 @@ route_next(struct conn *c)
 	snprintf(call->conn_id, sizeof(call->conn_id), "%s", c->id);
 	call->request_id = r->request_id;
 	call->binary = r->binary;
+	call->refresh = r->refresh;
 	r->request_id = NULL;
 	params[0] = c->id;
 	params[1] = r->body;
@@ -221,26 +243,64 @@ done:
 		route_next(c);
 }
 
-/* Take one token from the connection's client_rate_limit bucket. */
+/* Take one token from a connection's bucket of limit per second (0: no limit). */
+static bool
+route_bucket_ok(double *tokens, uint64_t *last_ms, long long per_second)
+{
+	uint64_t now = now_ms();
+	double limit = (double) per_second;
+
+	if (per_second <= 0)
+		return true;
+	if (!*last_ms)
+		*tokens = limit;
+	else
+		*tokens += (double) (now - *last_ms) * limit / 1000.0;
+	if (*tokens > limit)
+		*tokens = limit;
+	*last_ms = now;
+	if (*tokens < 1.0)
+		return false;
+	*tokens -= 1.0;
+	return true;
+}
+
 static bool
 route_rate_ok(struct conn *c)
 {
-	uint64_t now = now_ms();
-	double limit = (double) cf_client_rate_limit;
+	return route_bucket_ok(&c->rate_tokens, &c->rate_ms, cf_client_rate_limit);
+}
 
-	if (cf_client_rate_limit <= 0)
-		return true;
-	if (!c->rate_ms)
-		c->rate_tokens = limit;
-	else
-		c->rate_tokens += (double) (now - c->rate_ms) * limit / 1000.0;
-	if (c->rate_tokens > limit)
-		c->rate_tokens = limit;
-	c->rate_ms = now;
-	if (c->rate_tokens < 1.0)
-		return false;
-	c->rate_tokens -= 1.0;
-	return true;
+/*
+ * The bridge's own checks of a built-in action before it reaches the
+ * database: a signal's bucket and size.  False when an error frame was sent.
+ */
+static bool
+route_action_ok(struct conn *c, struct route_req *r)
+{
+	size_t data_len;
+	char *action = frame_action(r->body, &data_len);
+	bool ok = true;
+
+	if (action && !strcmp(action, "signal")) {
+		if (data_len > (size_t) cf_signal_max_size) {
+			char msg[96];
+
+			snprintf(msg, sizeof(msg),
+				 "a signal's data is at most %lld bytes; this one is %zu",
+				 cf_signal_max_size, data_len);
+			route_error(c, r->request_id, "too_large", msg);
+			ok = false;
+		} else if (!route_bucket_ok(&c->signal_tokens, &c->signal_ms,
+					    cf_signal_rate_limit)) {
+			route_error(c, r->request_id, "rate_limited",
+				    "too many signals; slow down");
+			ok = false;
+		}
+	}
+	r->refresh = action && !strcmp(action, "refresh");
+	free(action);
+	return ok;
 }
 
 /* Queue a request for a connection's handler calls, in arrival order. */
@@ -273,7 +333,13 @@ route_on_message(struct conn *c, const char *data, size_t len)
 		r->body = body;
 		r->request_id = request_id;
 		body = request_id = NULL;
-		route_push(c, r);
+		if (route_action_ok(c, r))
+			route_push(c, r);
+		else {
+			free(r->body);
+			free(r->request_id);
+			free(r);
+		}
 	}
 	free(body);
 	free(request_id);

@@ -1236,3 +1236,20 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.wsnotify_client_track(text, jsonb),
     @extschema@.wsnotify_client_refresh(text, jsonb)
 TO wsnotify_bridge;
+
+-- A bridge's recipients of relayed signals: per topic, the JSON array of the
+-- connections on that bridge subscribed to it.
+CREATE FUNCTION @extschema@.wsnotify_signal_recipients(bridge_id text, topics text[])
+RETURNS TABLE (topic text, connections text)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.topic, jsonb_agg(s.connection_id ORDER BY s.connection_id)::text
+    FROM @extschema@.websocket_subscription s
+    JOIN @extschema@.websocket_client c USING (connection_id)
+    WHERE s.topic = ANY ($2) AND c.bridge_id = $1
+    GROUP BY s.topic
+$$;
+REVOKE ALL ON FUNCTION @extschema@.wsnotify_signal_recipients(text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.wsnotify_signal_recipients(text, text[])
+    TO wsnotify_bridge;
