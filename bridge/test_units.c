@@ -277,6 +277,27 @@ test_frame_text(void)
 	free(f);
 }
 
+/* A signal's v1 frame, and what the bridge reads of a client action itself. */
+static void
+test_frame_signal(void)
+{
+	struct payload *p = frame_signal("room:1", "{\"x\":1}", 7);
+	size_t data_len = 99;
+	char *action;
+
+	check(!strcmp(p->data,
+		      "{\"type\": \"signal\", \"topic\": \"room:1\", \"data\": {\"x\":1}}"),
+	      "v1 signal frame", p->data);
+	check(p->len == strlen(p->data) && !p->binary, "signal frame length, text", p->data);
+	payload_unref(p);
+	action = frame_action("{\"action\":\"signal\",\"data\":[1, 2,3]}", &data_len);
+	check(action && !strcmp(action, "signal"), "action named", action ? action : "NULL");
+	check(data_len == 7, "data counted as compact JSON", "[1,2,3]");
+	free(action);
+	action = frame_action("{\"action\":3}", &data_len);
+	check(!action && data_len == 0, "no action string, no data", "");
+}
+
 /* Close codes a row may ask for, reasons cut to fit, frame headers. */
 static void
 test_frame_close(void)
@@ -326,6 +347,7 @@ main(void)
 	test_frame_form();
 	test_frame_parse();
 	test_frame_text();
+	test_frame_signal();
 	test_frame_close();
 	if (failures) {
 		printf("%d failures\n", failures);
