@@ -31,6 +31,8 @@ queue_item_free(struct send_queue *q, struct out_item *it)
 {
 	if (it->p) {
 		q->bytes -= it->p->len;
+		if (it->replayed)
+			q->replayed -= it->p->len;
 		total_bytes -= it->p->len;
 		payload_unref(it->p);
 	}
@@ -52,10 +54,25 @@ queue_link(struct out_item **head, struct out_item **tail, struct out_item *it)
 bool
 queue_push(struct send_queue *q, struct payload *p, int64_t id, size_t max)
 {
-	if (q->bytes + p->len > max)
+	/*
+	 * The bound is for the backlog ahead of a message, not the message: any
+	 * one message the database accepts reaches a client that reads, however
+	 * its size compares with max (a queue holds at most max plus one message).
+	 */
+	if (q->bytes - q->replayed > max)
 		return false;
 	queue_link(&q->head, &q->tail, queue_item(q, p, id));
 	return true;
+}
+
+void
+queue_push_replayed(struct send_queue *q, struct payload *p, int64_t id)
+{
+	struct out_item *it = queue_item(q, p, id);
+
+	it->replayed = true;
+	q->replayed += p->len;
+	queue_link(&q->head, &q->tail, it);
 }
 
 void

@@ -25,6 +25,7 @@ struct out_item {
 	int64_t id;
 	int close_code;
 	char *close_reason;
+	bool replayed; /* asked for by the client's resume: outside the bound */
 };
 
 struct send_queue {
@@ -32,10 +33,17 @@ struct send_queue {
 	struct out_item *held, *held_tail; /* waiting for a replay to end */
 	size_t bytes;			   /* unsent message bytes, held ones included */
 	size_t head_off;		   /* bytes of head already written */
+	size_t replayed;		   /* of bytes, those of replayed messages */
 };
 
-/* Append message p (one more reference); false, and nothing queued, when it would pass max bytes. */
+/* Append message p (one more reference); false, and nothing queued, when the bytes already queued (replayed ones aside) pass max. */
 bool queue_push(struct send_queue *q, struct payload *p, int64_t id, size_t max);
+/*
+ * Append a replayed message p, unbounded and not counted against the bound
+ * of later pushes: a resume asks for what it missed, which retention bounds,
+ * and a client that reads must get it rather than a 1008 on every resume.
+ */
+void queue_push_replayed(struct send_queue *q, struct payload *p, int64_t id);
 /* Append message p to the held list, unbounded: the replay it waits for decides the rest. */
 void queue_hold(struct send_queue *q, struct payload *p, int64_t id);
 /* Append a close after everything queued, or after everything held. */

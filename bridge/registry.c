@@ -295,6 +295,15 @@ conn_enqueue_now(struct conn *c, struct payload *p, int64_t id)
 }
 
 void
+conn_enqueue_replayed(struct conn *c, struct payload *p, int64_t id)
+{
+	if (conn_closing(c))
+		return;
+	queue_push_replayed(&c->q, frame_form(p, id, c->envelope), id);
+	conn_want_write(c);
+}
+
+void
 conn_enqueue_close(struct conn *c, int code, const char *reason)
 {
 	if (conn_closing(c))

@@ -148,6 +148,8 @@ unsigned registry_count(void);
 void conn_enqueue(struct conn *c, struct payload *p, int64_t id);
 /* Queue a message now, even while holding (welcome, replay). */
 void conn_enqueue_now(struct conn *c, struct payload *p, int64_t id);
+/* Queue a replayed message now: unbounded (queue_push_replayed). */
+void conn_enqueue_replayed(struct conn *c, struct payload *p, int64_t id);
 /* Queue a frame given as text (welcome, reset), bypassing the hold. */
 void conn_enqueue_text(struct conn *c, const char *text);
 /* Queue a payload already in its final form (a signal's), bypassing the hold. */

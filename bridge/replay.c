@@ -81,7 +81,7 @@ replay_row(struct conn *c, const PGresult *res, int i)
 		return;
 	if (PQgetvalue(res, i, 1)[0] == 't' && !PQgetisnull(res, i, 2))
 		snprintf(p->topic, sizeof(p->topic), "%s", PQgetvalue(res, i, 2));
-	conn_enqueue_now(c, p, rid);
+	conn_enqueue_replayed(c, p, rid);
 	payload_unref(p);
 }
 

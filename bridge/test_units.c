@@ -104,10 +104,25 @@ test_queue(void)
 	char order[64];
 
 	check(queue_push(&q, p, 1, 10), "push within the bound", "4 of 10");
-	check(queue_push(&q, p, 2, 8), "push up to the bound, exactly", "8 of 8");
-	check(!queue_push(&q, p, 3, 10), "push past the bound refused", "12 of 10");
+	check(queue_push(&q, p, 2, 4), "push with the backlog at the bound, exactly", "4 of 4");
+	check(!queue_push(&q, p, 3, 7), "push with the backlog past the bound refused", "8 of 7");
 	check(q.bytes == 8 && queue_total_bytes() == 8, "bytes counted", "8");
 	check(p->refs == 3, "one reference per entry", "abcd");
+	{
+		struct send_queue lone = {0};
+
+		check(queue_push(&lone, big, 9, 4),
+		      "one message over the bound, nothing ahead of it", "10, bound 4");
+		queue_push_replayed(&lone, big, 10);
+		check(queue_push(&lone, p, 11, 10), "replayed bytes are outside the bound",
+		      "20, 10 of 10");
+		check(!queue_push(&lone, p, 12, 10), "live bytes still count", "24, 14 of 10");
+		queue_pop(&lone);
+		queue_pop(&lone);
+		check(lone.bytes == 4 && lone.replayed == 0, "popping uncounts replayed bytes",
+		      "4");
+		queue_clear(&lone);
+	}
 	queue_hold(&q, big, 4);
 	queue_push_close(&q, 1000, "bye", true);
 	check(q.bytes == 18, "held bytes count", "18");
